@@ -20,14 +20,19 @@ during the pass. The decompositions describe the gradient before "norm"/"value" 
 """
 from __future__ import annotations
 
+import math
+import os
+import sys
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
 
+from . import registry
 from . import validation as V
 from .cells.base import assemble, assemble_table
+from .losses import CROSS_ENTROPY, MSE, Loss
 from .network import Network
 
 #: The most numbers a contributions table (or a by_loss chunk) may hold.
@@ -77,7 +82,7 @@ class BPTTResult:
         raw_grads: the gradient before "norm"/"value" clipping.
         grad_norm: global L2 norm of ``raw_grads``.
         clipped: whether clipping changed the gradient.
-        trace: the forward pass.
+        trace: the forward pass (None for a checkpointed pass, which does not keep it).
         by_copy: name -> (T, *shape), the gradient reaching each copy of the parameter.
         by_loss: name -> (T, *shape), dE_t/dtheta per loss (computed on first access).
     """
@@ -142,13 +147,29 @@ def _prepare(net, xs, targets, loss, reduction, h0) -> _Pass:
     return _Pass(net, batch, s0, tr, E, dO, scale)
 
 
-def _warn_nonfinite(a: np.ndarray, what: str) -> None:
+def _warn_nonfinite(a: np.ndarray, what: str, offset: int = 0) -> bool:
+    """Warn if a (T, ...) holds NaN/inf, naming the first such time step (shifted by ``offset``, the
+    position of a[0] in the sequence); returns whether it warned."""
     bad = ~np.isfinite(a.reshape(a.shape[0], -1)).all(axis=1)
     if bad.any():
-        t = int(np.argmax(bad)) + 1
-        warnings.warn(f"non-finite {what} from time step t={t} on (values exploded); "
-                      "try a smaller learning rate, clipping or a smaller weight scale",
-                      RuntimeWarning, stacklevel=3)
+        _warn_nonfinite_from(offset + int(np.argmax(bad)) + 1, what)
+    return bool(bad.any())
+
+
+def _warn_nonfinite_from(t: int, what: str) -> None:
+    warnings.warn(f"non-finite {what} from time step t={t} on (values exploded); "
+                  "try a smaller learning rate, clipping or a smaller weight scale",
+                  RuntimeWarning, stacklevel=_caller_stacklevel())
+
+
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` (for a warning issued by our caller) of the first frame outside bpttlab, so the
+    warning points at the user's line whichever public function it came through."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _zeros(p: _Pass, lead: tuple[int, ...] = ()) -> dict[str, np.ndarray]:
@@ -197,6 +218,80 @@ def _by_loss(p: _Pass, k2: int | None, tau: float, step_clip_full: bool) -> dict
     return out
 
 
+_F64 = np.dtype(np.float64)
+_SHAPES: dict[tuple, dict[str, tuple[int, ...]]] = {}
+
+
+def _ready(a, shape: tuple[int, ...]) -> bool:
+    """Whether ``a`` is already a float64 C-order ndarray of this shape (finiteness is checked later).
+    False is safe (it only means "take the general path"), so the dtype test is by identity."""
+    return type(a) is np.ndarray and a.shape == shape and a.dtype is _F64 and a.flags.c_contiguous
+
+
+def _fused_full(net, xs, targets, loss, reduction, k2, clip, h0):
+    """Full BPTT through the cell's fused kernel (:meth:`Cell.full_bptt`) when the call qualifies.
+
+    It qualifies when there is no truncation (k2 None or >= T) and no step clipping, the loss is the
+    built-in mse or cross_entropy, and the network's parameters and the inputs are float64 arrays in
+    C order of the right shapes. Targets and h0 are validated as usual; NaN/inf in any input make the
+    kernel stop at once. Returns None in every other case, and the general path then validates in full
+    (raising the usual errors, in the usual order) and computes the gradient. This is the hot path of
+    small problems, where checks cost more than the arithmetic: they are kept to cheap tests here.
+
+    Returns:
+        (pass, k2, clip, gradients, norm, losses, loss) or None.
+    """
+    if type(xs) is not np.ndarray or xs.dtype is not _F64 or not isinstance(net, Network) \
+            or reduction not in V.REDUCTIONS:
+        return None
+    try:
+        loss_obj = loss if isinstance(loss, Loss) else registry.losses.get(loss)
+        clip = V.clip(clip)
+    except (TypeError, ValueError):
+        return None
+    if (loss_obj is not MSE and loss_obj is not CROSS_ENTROPY) or (clip is not None and clip[0] == "step"):
+        return None
+    cell, D, O = net.cell, net.n_in, net.n_out
+    key = (cell, D, net.n_hidden, O)
+    shapes = _SHAPES.get(key)
+    if shapes is None:
+        shapes = _SHAPES[key] = cell.param_shapes(D, net.n_hidden, O)
+    params = net.params
+    for name, shape in shapes.items():
+        if not _ready(params.get(name), shape):
+            return None
+    shape = xs.shape
+    batched = len(shape) == 3
+    if not (batched or len(shape) == 2) or shape[-1] != D or 0 in shape or not xs.flags.c_contiguous:
+        return None
+    T, B = shape[0], shape[1] if batched else 1
+    if k2 is not None and (type(k2) is not int or k2 < T):
+        return None
+    batch = V.Batch(xs if batched else xs.reshape(T, 1, D), batched)
+    if loss_obj is MSE and _ready(targets, (T, B, O) if batched else (T, O)):
+        y = targets if batched else targets.reshape(T, 1, O)
+    else:
+        try:
+            y = V.targets(loss_obj, targets, net, batch)
+        except (TypeError, ValueError):
+            return None
+    if h0 is None:
+        s0 = np.zeros((B, cell.state_size(net.n_hidden, O)))
+    else:
+        try:
+            s0 = V.initial_state(net, h0, batch)
+        except (TypeError, ValueError):
+            return None
+    scale = 1.0 / (T * B) if reduction == "mean" else 1.0
+    fp = cell.full_bptt(params, batch.xs, y, s0, net.activation, scale)
+    if fp is None:
+        return None
+    if fp.first_bad >= 0:
+        _warn_nonfinite_from(fp.first_bad + 1, "output")
+    p = _Pass(net, batch, s0, fp.trace, fp.E, fp.dO, scale)
+    return p, k2, clip, fp.grads, math.sqrt(fp.norm2), fp.losses, fp.loss
+
+
 def forward(net: Network, xs, h0=None) -> Trace:
     """Run the network forward.
 
@@ -217,7 +312,7 @@ def forward(net: Network, xs, h0=None) -> Trace:
 
 
 def bptt(net: Network, xs, targets, loss="mse", reduction: str = "sum", k2: int | None = None,
-         clip=None, h0=None) -> BPTTResult:
+         clip=None, h0=None, checkpoint=None) -> BPTTResult:
     r"""Gradients of the total loss by backpropagation through time.
 
     .. math::
@@ -233,6 +328,9 @@ def bptt(net: Network, xs, targets, loss="mse", reduction: str = "sum", k2: int 
         k2: truncation: each E_t back-propagates through its last k2 copies; None = full BPTT.
         clip: None, ("norm", tau), ("value", tau) or ("step", tau).
         h0: initial state; zeros if None.
+        checkpoint: None keeps the whole forward pass; "sqrt" or n stores only n states and recomputes
+            the rest during the backward pass (same gradients, a fraction of the memory; no trace,
+            by_copy or by_loss), see :mod:`bpttlab.checkpoint`.
 
     Returns:
         a :class:`BPTTResult`.
@@ -244,25 +342,44 @@ def bptt(net: Network, xs, targets, loss="mse", reduction: str = "sum", k2: int 
         >>> np.allclose(sum(res.by_copy["W"]), res.grads["W"])
         True
     """
-    p = _prepare(net, xs, targets, loss, reduction, h0)
-    k2 = V.positive_int(k2, "k2", allow_none=True)
-    clip = V.clip(clip)
-    tau = clip[1] if clip and clip[0] == "step" else 0.0
-    cots = _site_cotangents(p, k2, tau)
-    raw = assemble(net.cell, p.trace, p.batch.xs, cots)
-    norm = float(np.sqrt(sum(float(np.sum(g * g)) for g in raw.values())))
-    if not np.isfinite(norm):
+    if checkpoint is not None:
+        from .checkpoint import checkpointed_bptt
+
+        return checkpointed_bptt(net, xs, targets, loss, reduction, k2, clip, h0, checkpoint)
+    fused = _fused_full(net, xs, targets, loss, reduction, k2, clip, h0)
+    if fused is not None:
+        p, k2, clip, raw, norm, losses, total = fused
+        tau, cots = 0.0, None
+    else:
+        p = _prepare(net, xs, targets, loss, reduction, h0)
+        k2 = V.positive_int(k2, "k2", allow_none=True)
+        clip = V.clip(clip)
+        tau = clip[1] if clip and clip[0] == "step" else 0.0
+        cots = _site_cotangents(p, k2, tau)
+        raw = assemble(net.cell, p.trace, p.batch.xs, cots)
+        norm = math.sqrt(sum(float(np.dot(g.ravel(), g.ravel())) for g in raw.values()))
+        losses, total = p.E.sum(axis=1), float(p.E.sum())
+    if not math.isfinite(norm):
         warnings.warn("the gradient is not finite (values exploded during the pass); use clipping or a "
                       "smaller weight scale", RuntimeWarning, stacklevel=2)
     grads, clipped = _clip_after(raw, norm, clip)
-    params = {k: v.copy() for k, v in net.params.items()}
-    frozen = _Pass(Network(net.cell, net.activation, net.n_in, net.n_hidden, net.n_out, params),
-                   p.batch, p.s0, p.trace, p.E, p.dO, p.scale)
+    snapshot = {k: v.copy() for k, v in net.params.items()}
+
+    def by_copy():
+        # the fused kernel keeps no site cotangents: one backward pass recomputes them
+        c = cots if cots is not None else _site_cotangents(_frozen(p, snapshot), None, 0.0)
+        return assemble(net.cell, p.trace, p.batch.xs, c, per_copy=True)
+
     return BPTTResult(
-        loss=float(p.E.sum()), losses=p.E.sum(axis=1), grads=grads, raw_grads=raw, grad_norm=norm,
+        loss=total, losses=losses, grads=grads, raw_grads=raw, grad_norm=norm,
         clipped=clipped or tau > 0.0, trace=Trace(p.batch.xs, p.trace, p.batch.batched), k2=k2, clip=clip,
-        _by_copy=lambda: assemble(net.cell, p.trace, p.batch.xs, cots, per_copy=True),
-        _by_loss=lambda: _by_loss(frozen, k2, tau, tau > 0.0 and k2 is None))
+        _by_copy=by_copy, _by_loss=lambda: _by_loss(_frozen(p, snapshot), k2, tau, tau > 0.0 and k2 is None))
+
+
+def _frozen(p: _Pass, params: dict[str, np.ndarray]) -> _Pass:
+    """The pass with the network's parameters replaced by the snapshot taken when it ran."""
+    net = p.net
+    return replace(p, net=Network(net.cell, net.activation, net.n_in, net.n_hidden, net.n_out, params))
 
 
 def _clip_after(raw: dict[str, np.ndarray], norm: float, clip) -> tuple[dict[str, np.ndarray], bool]:

@@ -87,6 +87,7 @@ def make(cell: str | Cell = "elman", n_in: int = 1, n_hidden: int = 3, n_out: in
     """
     cell_obj = cell if isinstance(cell, Cell) else registry.cells.get(cell, "cell")
     act = registry.activations.get(activation, "activation")
+    cell_obj.check_activation(act)
     D, H, O = _size(n_in, "n_in"), _size(n_hidden, "n_hidden"), _size(n_out, "n_out")
     if init not in INITS:
         raise ValueError(f"init must be one of {', '.join(INITS)}, got {init!r}")

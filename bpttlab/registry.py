@@ -13,6 +13,7 @@ Code can also register directly (tests, notebooks)::
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Callable, Iterator
@@ -39,11 +40,25 @@ class Registry:
     origins: dict[str, str] = field(default_factory=dict)
     _items: dict[str, Any] = field(default_factory=dict)
     _loaded: bool = False
+    _loading: bool = False
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     def _load_entry_points(self) -> None:
+        # Another thread (the kernel's cache warm-up) may be loading the group: wait for it to finish
+        # rather than see half of it. A lookup made while loading, by the loading thread, sees what has
+        # been loaded so far.
         if self._loaded:
             return
-        self._loaded = True
+        with self._lock:
+            if self._loaded or self._loading:
+                return
+            self._loading = True
+            try:
+                self._load_group()
+            finally:
+                self._loaded = True
+
+    def _load_group(self) -> None:
         for ep in metadata.entry_points(group=self.group):
             if ep.name in self._items:
                 continue
@@ -111,7 +126,8 @@ class Registry:
 
     def _unknown(self, name: str, argument: str | None = None) -> str:
         arg = argument or self.kind
-        msg = f"unknown {arg} {name!r}; registered {self.kind}s: {', '.join(self.names()) or '(none)'}"
+        plural = self.kind + ("es" if self.kind.endswith("s") else "s")
+        msg = f"unknown {arg} {name!r}; registered {plural}: {', '.join(self.names()) or '(none)'}"
         if name in self.broken:
             msg += f". The plugin {name!r} is broken: {self.broken[name]}"
         return msg

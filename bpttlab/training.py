@@ -95,6 +95,7 @@ def train(net: Network, xs, targets, k1: int | None = None, k2: int | None = Non
     hist = History(k1=k1, k2=k2)
     bar = _progress(n_updates, progress)
     cell, act = net.cell, net.activation
+    exploded = False
     try:
         for _ in range(epochs):
             s = s0
@@ -104,8 +105,9 @@ def train(net: Network, xs, targets, k1: int | None = None, k2: int | None = Non
                 end = min(T, start + k1)
                 params = dict(net.params)
                 xb = batch.xs[start:end]
-                tr = cell.forward(params, xb, s, act)
-                _warn_nonfinite(tr["outputs"], "output")
+                with np.errstate(all="ignore"):  # overflow is reported once, by step, just below
+                    tr = cell.forward(params, xb, s, act)
+                exploded = exploded or _warn_nonfinite(tr["outputs"], "output", offset=start)
                 s = tr["states"][-1]
                 scale = 1.0 / ((end - start) * batch.B) if red == "mean" else 1.0
                 with np.errstate(all="ignore"):
@@ -115,10 +117,11 @@ def train(net: Network, xs, targets, k1: int | None = None, k2: int | None = Non
                 window_start = max(0, end - k2)
                 while blocks and blocks[0][0] + len(blocks[0][3]) <= window_start:
                     blocks.popleft()
-                grads = _window_gradient(net, blocks, window_start, tau)
-                norm = float(np.sqrt(sum(float(np.sum(g * g)) for g in grads.values())))
-                grads, _ = _clip_after(grads, norm, clip)
-                net.params = {k: v - lr * grads[k] for k, v in net.params.items()}
+                with np.errstate(all="ignore"):
+                    grads = _window_gradient(net, blocks, window_start, tau)
+                    norm = float(np.sqrt(sum(float(np.sum(g * g)) for g in grads.values())))
+                    grads, _ = _clip_after(grads, norm, clip)
+                    net.params = {k: v - lr * grads[k] for k, v in net.params.items()}
                 hist.loss.append(E)
                 hist.grad_norm.append(norm)
                 epoch_loss += E

@@ -24,11 +24,35 @@ it gives the per-timestep contributions C[t][k] of ARCHITECTURE.md.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Mapping
+from typing import Mapping, NamedTuple
 
 import numpy as np
 
 from ..activations import Activation
+
+
+class FullPass(NamedTuple):
+    """What a cell's fused full-BPTT kernel (:meth:`Cell.full_bptt`) hands the engine.
+
+    Attributes:
+        trace: the forward pass, as :meth:`Cell.forward` returns it.
+        dO: (T, B, O) dE_t/do_t, scaled for the reduction.
+        E: (T, B) per-step, per-sequence losses, scaled for the reduction.
+        losses: (T,) E summed over the batch.
+        loss: the total loss.
+        grads: parameter name -> dE/dtheta.
+        norm2: the squared global L2 norm of ``grads``.
+        first_bad: first 0-based step with non-finite outputs, or -1.
+    """
+
+    trace: dict
+    dO: np.ndarray
+    E: np.ndarray
+    losses: np.ndarray
+    loss: float
+    grads: dict
+    norm2: float
+    first_bad: int
 
 
 class Cell(ABC):
@@ -54,6 +78,12 @@ class Cell(ABC):
     @abstractmethod
     def state_size(self, n_hidden: int, n_out: int) -> int:
         """Size S of the recurrent state s_t."""
+
+    def check_activation(self, act: Activation) -> None:
+        """Raise ValueError if this cell cannot use the activation ``act`` (called by ``bl.make``).
+
+        Any activation fits by default; a cell whose nonlinearities are fixed (GRU, LSTM) says so here.
+        """
 
     @abstractmethod
     def site_sizes(self, n_in: int, n_hidden: int, n_out: int) -> dict[str, int]:
@@ -106,6 +136,44 @@ class Cell(ABC):
         for t in range(t_lo, t_hi):
             row = {site: tab[t - t_lo] for site, tab in tables.items()}
             self.window(params, trace, dO, act, row, t, t + 1, max(0, t - k2 + 1), np.zeros((B, S)), tau)
+
+    def output_vjp(self, params, trace, dO: np.ndarray) -> np.ndarray:
+        r"""What each loss puts on its own copy's state: :math:`\partial E_t/\partial s_t` through
+        :math:`o_t` alone, (T, B, S) from ``dO`` = dE_t/do_t (T, B, O).
+
+        This is the vector :meth:`window` adds to the state cotangent of copy t for the loss E_t. The
+        default is for the shared output layer :math:`o_t = V h_t + c` with :math:`h_t` the leading
+        ``n_hidden`` entries of :math:`s_t` (Elman, GRU, LSTM):
+
+        .. math::
+
+            \frac{\partial E_t}{\partial s_t} = \Bigl[\,V^\top \frac{\partial E_t}{\partial o_t},\; 0\,\Bigr].
+
+        A cell whose state is something else (Jordan: :math:`s_t = o_t`) overrides it.
+        """
+        S = trace["states"].shape[2]
+        H = params["V"].shape[1]
+        out = np.zeros(dO.shape[:2] + (S,))
+        out[..., :H] = dO @ params["V"]
+        return out
+
+    def full_bptt(self, params, xs: np.ndarray, y: np.ndarray, s0: np.ndarray, act: Activation,
+                  scale: float) -> FullPass | None:
+        """Optional fast path: full BPTT with a built-in loss in one kernel (forward pass, loss, backward
+        pass, summed parameter gradients), for ``bl.bptt`` without truncation or step clipping.
+
+        Args:
+            params, xs (T, B, D), s0 (B, S), act: as for :meth:`forward`, structurally valid (shapes,
+                float64, C order) but not yet checked for NaN/inf.
+            y: float (T, B, O) targets for mse, or int64 classes (T, B) for cross_entropy.
+            scale: the reduction's factor (1 or 1/(T*B)) applied to every E_t and dE_t/do_t.
+
+        Returns:
+            a :class:`FullPass`, or None where the cell has no fused kernel or an input is not finite
+            (the engine then validates in full and uses :meth:`forward`, :meth:`window` and
+            :func:`assemble`, which any cell provides).
+        """
+        return None
 
     @abstractmethod
     def site_inputs(self, trace: Mapping[str, np.ndarray], xs: np.ndarray) -> dict[str, np.ndarray]:

@@ -14,36 +14,89 @@ Backward (window form, see :meth:`bpttlab.cells.base.Cell.window`), from the las
 Sites: ``a`` (W with input h_{t-1}, U with x_t, bias b) and ``o`` (V with h_t, bias c). V and c reach
 only the output of their own copy, so their implicit part is zero.
 
-The input and output layers are one BLAS product each over all copies; only the recurrence runs in the
-Numba kernels, with the transposed W kept contiguous so the inner loops vectorise.
+The input and output layers are one product each over all T*B copies, and so are the weight gradients
+(:math:`\partial E/\partial W = \sum_t \bar a_t h_{t-1}^\top` is one :math:`(H \times TB)(TB \times H)`
+product); only the recurrence runs step by step. :func:`_full_bptt` does the whole of full BPTT with a
+built-in loss (forward, loss, backward, gradients) in one kernel call, which is what ``bl.bptt`` uses
+by default; :func:`_window` is the general backward pass for truncation, clipping and the per-loss chains.
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
 
-from ..activations import act as _act, dact as _dact
-from .base import Cell
-from .kernels import clip_rows, matvec_t_add, require_code
+from ..activations import dact as _dact
+from .base import Cell, FullPass
+from .kernels import (KERNEL_OPTIONS, Scratch, activate, add_rows, clip_rows, column_sums, loss_rows, matmul_nn,
+                      matmul_nt, matmul_tn, matvec_t_add, nonfinite_probe, require_code, step_times_add,
+                      sum_squares, times_derivative)
 
 
-@njit(cache=True)
-def _recur(WT, A, Hs, code):
-    """A[t] holds U x_t + b on entry and a_t on exit; Hs[t+1] = f(a_t). WT = W^T, contiguous."""
-    T, B, H = A.shape
+@njit(cache=True, inline="always", error_model="numpy")
+def _forward_into(W, U, b, V, c, X, s0, code, A, Hs, Out):
+    """The forward pass into A (T, B, H), Hs (T+1, B, H) and Out (T, B, O)."""
+    T, B, D = X.shape
+    H = W.shape[0]
+    A2 = A.reshape(T * B, H)
+    matmul_nt(X.reshape(T * B, D), U, A2)
+    add_rows(A2, b)
+    WT = np.ascontiguousarray(W.T)
+    tmp = np.empty((B, H))
+    Hs[0] = s0
     for t in range(T):
-        for bb in range(B):
-            a = A[t, bb]
-            hp = Hs[t, bb]
-            for j in range(H):
-                hj = hp[j]
-                if hj != 0.0:
-                    w = WT[j]
-                    for i in range(H):
-                        a[i] += w[i] * hj
-            hn = Hs[t + 1, bb]
-            for i in range(H):
-                hn[i] = _act(code, a[i])
+        step_times_add(Hs, t, WT, A, t, tmp)
+        activate(code, A, t, Hs, t + 1)
+    Out2 = Out.reshape(T * B, V.shape[0])
+    matmul_nt(Hs[1:].reshape(T * B, H), V, Out2)
+    add_rows(Out2, c)
+
+
+@njit(**KERNEL_OPTIONS)
+def _forward(W, U, b, V, c, X, s0, code, A, Hs, Out):
+    _forward_into(W, U, b, V, c, X, s0, code, A, Hs, Out)
+
+
+@njit(**KERNEL_OPTIONS)
+def _full_bptt(W, U, b, V, c, X, Y, s0, code, scale, A, Hs, Out, dO, dA, E, losses, gW, gU, gb, gV, gc):
+    r"""Full BPTT with a built-in loss in one pass; returns (probe, first_bad, loss, squared norm).
+
+    probe is NaN (and nothing else is computed) when an input is not finite; first_bad is the first
+    0-based step with non-finite outputs, or -1. Backward, with :math:`\bar a_t` held in dA[t]:
+
+    .. math::
+
+        \bar a_t = f'(a_t) \odot \bigl(V^\top \bar o_t + W^\top \bar a_{t+1}\bigr), \qquad
+        \frac{\partial E}{\partial W} = \sum_t \bar a_t h_{t-1}^\top, \quad
+        \frac{\partial E}{\partial U} = \sum_t \bar a_t x_t^\top, \quad
+        \frac{\partial E}{\partial V} = \sum_t \bar o_t h_t^\top .
+    """
+    probe = (nonfinite_probe(W) + nonfinite_probe(U) + nonfinite_probe(b) + nonfinite_probe(V)
+             + nonfinite_probe(c) + nonfinite_probe(X) + nonfinite_probe(Y) + nonfinite_probe(s0))
+    if probe != 0.0:
+        return probe, -1, 0.0, 0.0
+    _forward_into(W, U, b, V, c, X, s0, code, A, Hs, Out)
+    first_bad = loss_rows(Y, Out, scale, dO, E, losses)
+    T, B, D = X.shape
+    H = W.shape[0]
+    O = V.shape[0]
+    dA2 = dA.reshape(T * B, H)
+    dO2 = dO.reshape(T * B, O)
+    matmul_nn(dO2, V, dA2)
+    tmp = np.empty((B, H))
+    for t in range(T - 1, -1, -1):
+        if t < T - 1:
+            step_times_add(dA, t + 1, W, dA, t, tmp)
+        times_derivative(code, A, t, Hs, t + 1, dA)
+    matmul_tn(dA2, Hs[:T].reshape(T * B, H), gW)
+    matmul_tn(dA2, X.reshape(T * B, D), gU)
+    column_sums(dA2, gb)
+    matmul_tn(dO2, Hs[1:].reshape(T * B, H), gV)
+    column_sums(dO2, gc)
+    total = 0.0
+    for t in range(T):
+        total += losses[t]
+    norm2 = sum_squares(gW) + sum_squares(gU) + sum_squares(gb) + sum_squares(gV) + sum_squares(gc)
+    return 0.0, first_bad, total, norm2
 
 
 @njit(cache=True)
@@ -92,6 +145,9 @@ def _truncated(W, A, Hs, G, code, k2, tau, dA, carry):
         _window(W, A, Hs, G, code, t, t + 1, max(0, t - k2 + 1), carry, tau, dA)
 
 
+_SCRATCH = Scratch()
+
+
 class ElmanCell(Cell):
     name = "elman"
     description = "Elman (vanilla) RNN: h_t = f(W h_{t-1} + U x_t + b), o_t = V h_t + c"
@@ -114,13 +170,27 @@ class ElmanCell(Cell):
     def forward(self, params, xs, s0, act):
         code = require_code(act, self.name)
         T, B, _ = xs.shape
-        H = params["W"].shape[0]
-        A = np.ascontiguousarray(xs @ params["U"].T + params["b"])
-        Hs = np.empty((T + 1, B, H))
-        Hs[0] = s0
-        _recur(np.ascontiguousarray(params["W"].T), A, Hs, code)
-        outputs = Hs[1:] @ params["V"].T + params["c"]
-        return {"states": Hs, "h": Hs, "a": A, "outputs": outputs}
+        H, O = params["W"].shape[0], params["V"].shape[0]
+        A, Hs, Out = np.empty((T, B, H)), np.empty((T + 1, B, H)), np.empty((T, B, O))
+        _forward(params["W"], params["U"], params["b"], params["V"], params["c"], xs, s0, code, A, Hs, Out)
+        return {"states": Hs, "h": Hs, "a": A, "outputs": Out}
+
+    def full_bptt(self, params, xs, y, s0, act, scale):
+        if act.code is None:
+            return None
+        T, B, _ = xs.shape
+        W, V = params["W"], params["V"]
+        H, O = W.shape[0], V.shape[0]
+        A, Hs, Out = np.empty((T, B, H)), np.empty((T + 1, B, H)), np.empty((T, B, O))
+        dO, E, losses = np.empty((T, B, O)), np.empty((T, B)), np.empty(T)
+        grads = {name: np.empty(params[name].shape) for name in ("W", "U", "b", "V", "c")}
+        probe, first_bad, loss, norm2 = _full_bptt(
+            W, params["U"], params["b"], V, params["c"], xs, y, s0, act.code, scale, A, Hs, Out, dO,
+            _SCRATCH.get("dA", (T, B, H)), E, losses, grads["W"], grads["U"], grads["b"], grads["V"], grads["c"])
+        if probe != 0.0:
+            return None
+        return FullPass({"states": Hs, "h": Hs, "a": A, "outputs": Out}, dO, E, losses, loss, grads, norm2,
+                        first_bad)
 
     def _injection(self, params, dO):
         return np.ascontiguousarray(dO @ params["V"])

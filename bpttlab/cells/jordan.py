@@ -134,6 +134,10 @@ class JordanCell(Cell):
         _chains(params["W"], params["V"], trace["a"], trace["h"], dO, act.code, t_lo, t_hi, k2, tau,
                 tables["a"], tables["o"], np.zeros((B, O)))
 
+    def output_vjp(self, params, trace, dO):
+        """The state is the output (s_t = o_t), so dE_t/ds_t = dE_t/do_t."""
+        return np.array(dO, dtype=np.float64)
+
     def site_inputs(self, trace, xs):
         return {"o_prev": trace["states"][:-1], "x": xs, "h_next": trace["h"][1:]}
 

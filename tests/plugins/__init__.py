@@ -1,0 +1,1 @@
+"""Third-party plugins written from outside bpttlab, for the plugin tests."""
