@@ -1,0 +1,240 @@
+r"""The long short-term memory cell (LSTM), with the equations of PyTorch's nn.LSTM.
+
+.. math::
+
+    i_t &= \sigma(U_i x_t + W_i h_{t-1} + b_i), \qquad f_t = \sigma(U_f x_t + W_f h_{t-1} + b_f), \\
+    g_t &= \tanh(U_g x_t + W_g h_{t-1} + b_g), \qquad o^{\text{gate}}_t = \sigma(U_o x_t + W_o h_{t-1} + b_o), \\
+    c_t &= f_t \odot c_{t-1} + i_t \odot g_t, \qquad h_t = o^{\text{gate}}_t \odot \tanh(c_t), \qquad
+    o_t = V h_t + c .
+
+The recurrent state is the stack :math:`s_t = [h_t; c_t]` (size 2H); the *cell state* :math:`c_t` is
+part of it and has nothing to do with the output bias :math:`c`. :math:`h_0 = c_0 = 0` unless an
+initial state (2H,) is given.
+
+Sites: ``a_i``, ``a_f``, ``a_g``, ``a_o`` (the four gate pre-activations, each with its U, W, b) and the
+output ``o`` (V, c).
+
+Backward (window form) from the last copy down; the state cotangent is :math:`[\bar h_t; \bar c_t]`:
+
+.. math::
+
+    \bar h_t &= V^\top \bar o_t + (\text{from copy } t+1), \qquad
+    \hat c_t = \bar c_t + \bar h_t \odot o^{\text{gate}}_t \odot (1 - \tanh^2 c_t), \\
+    \bar a_{i,t} &= \hat c_t \odot g_t \odot i_t(1 - i_t), \qquad
+    \bar a_{f,t} = \hat c_t \odot c_{t-1} \odot f_t(1 - f_t), \\
+    \bar a_{g,t} &= \hat c_t \odot i_t \odot (1 - g_t^2), \qquad
+    \bar a_{o,t} = \bar h_t \odot \tanh(c_t) \odot o^{\text{gate}}_t(1 - o^{\text{gate}}_t), \\
+    \bar c_{t-1} &= \hat c_t \odot f_t, \qquad
+    \bar h_{t-1} = W_i^\top \bar a_{i,t} + W_f^\top \bar a_{f,t} + W_g^\top \bar a_{g,t} + W_o^\top \bar a_{o,t} .
+
+:math:`\bar c_{t-1} = \hat c_t \odot f_t` is the "constant error carousel" (Hochreiter and Schmidhuber
+1997): through the cell state the cotangent is only multiplied by the forget gate, with no matrix and no
+squashing derivative, so where :math:`f \approx 1` it survives many steps.
+
+The kernels stack the recurrent matrices as :math:`[W_i; W_f; W_g; W_o]` (4H, H).
+"""
+from __future__ import annotations
+
+import numpy as np
+import sympy as sp
+from numba import njit
+
+from .base import Cell
+from ..activations import tanh
+from .gates import (check_activation, check_symbolic_activation, clip_norm, rows_times, rows_times_add, sigmoid,
+                    sigmoid_gate, vector_times_add)
+
+
+@njit(cache=True, error_model="numpy")
+def _recur(WT, G, S, h, wh):
+    """The recurrence, in place.
+
+    G[t] holds U x_t + b for the gates [i, f, g, o] on entry and their values on exit; S[t+1] = [h_t; c_t].
+    WT = [W_i; W_f; W_g; W_o]^T (H, 4H); h (B, H) and wh (B, 4H) are scratch.
+    """
+    T, B, H4 = G.shape
+    H = H4 // 4
+    for t in range(T):
+        h[:] = S[t, :, :H]
+        rows_times(h, WT, wh)
+        for bb in range(B):
+            g = G[t, bb]
+            w = wh[bb]
+            sp_ = S[t, bb]
+            sn = S[t + 1, bb]
+            for k in range(H):
+                ig = sigmoid(g[k] + w[k])
+                fg = sigmoid(g[H + k] + w[H + k])
+                gg = tanh(g[2 * H + k] + w[2 * H + k])
+                og = sigmoid(g[3 * H + k] + w[3 * H + k])
+                g[k] = ig
+                g[H + k] = fg
+                g[2 * H + k] = gg
+                g[3 * H + k] = og
+                c = fg * sp_[H + k] + ig * gg
+                sn[H + k] = c
+                sn[k] = og * tanh(c)
+
+
+@njit(cache=True, error_model="numpy")
+def _window(W, V, G, S, dO, loss_lo, t_hi, k_lo, carry, tau, dI, dF, dG, dOg, ds, da, tmp):
+    """LSTM backward over copies t_hi-1..k_lo, adding site cotangents into dI, dF, dG, dOg.
+
+    W = [W_i; W_f; W_g; W_o] (4H, H). carry (B, 2H) = [dE/dh; dE/dc] enters at t_hi and leaves at k_lo;
+    "step" clipping rescales that whole state cotangent. ds (B, 2H), da (B, 4H), tmp (B, H) are scratch.
+    """
+    B, H2 = carry.shape
+    H = H2 // 2
+    for t in range(t_hi - 1, k_lo - 1, -1):
+        for bb in range(B):
+            d = ds[bb]
+            d[:] = carry[bb]
+            if t >= loss_lo:
+                vector_times_add(dO[t, bb], V, d[:H])
+            if tau > 0.0:
+                clip_norm(d, tau)
+            g = G[t, bb]
+            sp_ = S[t, bb]
+            sn = S[t + 1, bb]
+            a = da[bb]
+            c = carry[bb]
+            i_, f_, g_, o_ = dI[t, bb], dF[t, bb], dG[t, bb], dOg[t, bb]
+            for k in range(H):
+                ig = g[k]
+                fg = g[H + k]
+                gg = g[2 * H + k]
+                og = g[3 * H + k]
+                tc = tanh(sn[H + k])
+                dh = d[k]
+                dc = d[H + k] + dh * og * (1.0 - tc * tc)
+                ai = dc * gg * ig * (1.0 - ig)
+                af = dc * sp_[H + k] * fg * (1.0 - fg)
+                ag = dc * ig * (1.0 - gg * gg)
+                ao = dh * tc * og * (1.0 - og)
+                a[k] = ai
+                a[H + k] = af
+                a[2 * H + k] = ag
+                a[3 * H + k] = ao
+                i_[k] += ai
+                f_[k] += af
+                g_[k] += ag
+                o_[k] += ao
+                c[k] = 0.0
+                c[H + k] = dc * fg
+        rows_times_add(da, W, carry[:, :H], tmp)
+
+
+@njit(cache=True, error_model="numpy")
+def _chains(W, V, G, S, dO, t_lo, t_hi, k2, tau, tI, tF, tG, tO, carry, ds, da, tmp):
+    """Each loss E_t alone (t_lo <= t < t_hi), back-propagated k2 copies, into the tables' row t - t_lo."""
+    for t in range(t_lo, t_hi):
+        carry[:] = 0.0
+        u = t - t_lo
+        _window(W, V, G, S, dO, t, t + 1, max(0, t - k2 + 1), carry, tau, tI[u], tF[u], tG[u], tO[u],
+                ds, da, tmp)
+
+
+@njit(cache=True, error_model="numpy")
+def _truncated(W, V, G, S, dO, k2, tau, dI, dF, dG, dOg, carry, ds, da, tmp):
+    """The sum over losses of the k2-truncated chains (each loss back-propagated on its own)."""
+    for t in range(G.shape[0]):
+        carry[:] = 0.0
+        _window(W, V, G, S, dO, t, t + 1, max(0, t - k2 + 1), carry, tau, dI, dF, dG, dOg, ds, da, tmp)
+
+
+_GATES = ("i", "f", "g", "o")
+_SITES = tuple(f"a_{gate}" for gate in _GATES)
+
+
+class LSTMCell(Cell):
+    name = "lstm"
+    description = ("LSTM (PyTorch nn.LSTM): gates i, f, o; candidate g; c' = f*c + i*g, h' = o*tanh(c'); "
+                   "state [h; c]")
+    state_symbol = "s"
+    recurrent = ("W_i", "W_f", "W_g", "W_o")
+
+    def param_shapes(self, n_in, n_hidden, n_out):
+        H, D = n_hidden, n_in
+        shapes = {}
+        for gate in _GATES:
+            shapes |= {f"U_{gate}": (H, D), f"W_{gate}": (H, H), f"b_{gate}": (H,)}
+        return shapes | {"V": (n_out, H), "c": (n_out,)}
+
+    def state_size(self, n_hidden, n_out):
+        return 2 * n_hidden
+
+    def check_activation(self, act):
+        check_activation(self.name, "nn.LSTM", act)
+
+    def site_sizes(self, n_in, n_hidden, n_out):
+        return {site: n_hidden for site in _SITES} | {"o": n_out}
+
+    def param_sites(self):
+        sites = {}
+        for gate in _GATES:
+            sites |= {f"U_{gate}": (f"a_{gate}", "x"), f"W_{gate}": (f"a_{gate}", "h_prev"),
+                      f"b_{gate}": (f"a_{gate}", None)}
+        return sites | {"V": ("o", "h_next"), "c": ("o", None)}
+
+    @staticmethod
+    def _stacked(params, prefix):
+        return np.ascontiguousarray(np.concatenate([params[f"{prefix}_{g}"] for g in _GATES]))
+
+    def forward(self, params, xs, s0, act):
+        self.check_activation(act)
+        T, B, _ = xs.shape
+        H = params["W_i"].shape[0]
+        G = np.ascontiguousarray(xs @ self._stacked(params, "U").T + self._stacked(params, "b"))
+        S = np.empty((T + 1, B, 2 * H))
+        S[0] = s0
+        _recur(np.ascontiguousarray(self._stacked(params, "W").T), G, S, np.empty((B, H)), np.empty((B, 4 * H)))
+        outputs = S[1:, :, :H] @ params["V"].T + params["c"]
+        return {"states": S, "h": S[:, :, :H], "c": S[:, :, H:], "gates": G, "outputs": outputs}
+
+    def _args(self, params, trace):
+        return self._stacked(params, "W"), params["V"], trace["gates"], trace["states"]
+
+    @staticmethod
+    def _scratch(B, H):
+        return np.empty((B, 2 * H)), np.empty((B, 4 * H)), np.empty((B, H))
+
+    def window(self, params, trace, dO, act, cots, loss_lo, t_hi, k_lo, carry, tau):
+        carry = np.array(carry, dtype=np.float64, order="C")
+        B, S = carry.shape
+        _window(*self._args(params, trace), dO, loss_lo, t_hi, k_lo, carry, tau,
+                *(cots[s] for s in _SITES), *self._scratch(B, S // 2))
+        cots["o"][loss_lo:t_hi] += dO[loss_lo:t_hi]
+        return carry
+
+    def truncated(self, params, trace, dO, act, cots, k2, tau):
+        B, S = trace["states"].shape[1:]
+        _truncated(*self._args(params, trace), dO, k2, tau, *(cots[s] for s in _SITES), np.zeros((B, S)),
+                   *self._scratch(B, S // 2))
+        cots["o"] += dO
+
+    def chains(self, params, trace, dO, act, tables, t_lo, t_hi, k2, tau):
+        B, S = trace["states"].shape[1:]
+        _chains(*self._args(params, trace), dO, t_lo, t_hi, k2, tau, *(tables[s] for s in _SITES),
+                np.zeros((B, S)), *self._scratch(B, S // 2))
+        for t in range(t_lo, t_hi):
+            tables["o"][t - t_lo, t] += dO[t]
+
+    def site_inputs(self, trace, xs):
+        h = trace["h"]
+        return {"x": xs, "h_prev": np.ascontiguousarray(h[:-1]), "h_next": np.ascontiguousarray(h[1:])}
+
+    def symbolic_step(self, P, s_prev, x, f):
+        check_symbolic_activation(self.name, f)
+        H = s_prev.shape[0] // 2
+        h, c = s_prev[:H, :], s_prev[H:, :]
+
+        def pre(gate):
+            return P[f"U_{gate}"] * x + P[f"W_{gate}"] * h + P[f"b_{gate}"]
+
+        i = pre("i").applyfunc(sigmoid_gate)
+        fg = pre("f").applyfunc(sigmoid_gate)
+        g = pre("g").applyfunc(sp.tanh)
+        og = pre("o").applyfunc(sigmoid_gate)
+        c_next = fg.multiply_elementwise(c) + i.multiply_elementwise(g)
+        h_next = og.multiply_elementwise(c_next.applyfunc(sp.tanh))
+        return sp.Matrix.vstack(h_next, c_next), P["V"] * h_next + P["c"]
