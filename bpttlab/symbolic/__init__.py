@@ -1,0 +1,2 @@
+"""placeholder"""
+from .derivation import Derivation, derive

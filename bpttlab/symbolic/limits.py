@@ -1,0 +1,3 @@
+"""placeholder"""
+def check(cell, sizes, T, what):
+    return None
