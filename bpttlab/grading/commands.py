@@ -1,0 +1,164 @@
+"""The ``bpttlab grade`` and ``bpttlab release`` commands (the CLI dispatches to these).
+
+``bpttlab grade SUBMISSIONS... --out DIR [--jobs N] [--timeout S] [--seed N] [--exercises IDS]
+[--assignment NOTEBOOK] [--kernel NAME] [--force]`` grades student notebooks (see
+:mod:`bpttlab.grading.batch`). ``bpttlab release TEACHER_NOTEBOOKS... --out DIR [--force]`` writes the
+student versions: solutions between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` replaced by a stub,
+exercise cells tagged and their outputs cleared.
+
+Exit status: 0 done, 1 something could not be graded or released, 2 bad arguments.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+class _Usage(Exception):
+    """A bad argument, reported as ``bpttlab CMD: error: ...`` with exit status 2."""
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
+        return value
+    return parse
+
+
+def add_grade_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``bpttlab grade``."""
+    p.add_argument("submissions", nargs="+", metavar="SUBMISSION",
+                   help="student notebooks (.ipynb); the file name is the student's name")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="where the gradebook, the results and the feedback files go")
+    p.add_argument("--jobs", type=_positive(int), default=1, metavar="N",
+                   help="submissions graded at the same time (default 1)")
+    p.add_argument("--timeout", type=_positive(float), default=30.0, metavar="S",
+                   help="seconds allowed per notebook cell and per exercise (default 30)")
+    p.add_argument("--seed", type=int, default=None, metavar="N",
+                   help="seed of the hidden instances (default: a random one, kept in DIR/grading.json)")
+    p.add_argument("--exercises", default=None, metavar="IDS",
+                   help="comma-separated exercise ids to grade (default: those of --assignment, else every "
+                        "exercise found in the submissions)")
+    p.add_argument("--assignment", default=None, metavar="NOTEBOOK",
+                   help="the notebook handed out: its exercise cells are the exercises to grade")
+    p.add_argument("--kernel", default=None, metavar="NAME",
+                   help="kernelspec to run the notebooks in (default: bpttlab if installed, else python3)")
+    p.add_argument("--force", action="store_true", help="regrade submissions that already have a result")
+
+
+def add_release_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``bpttlab release``."""
+    p.add_argument("notebooks", nargs="+", metavar="NOTEBOOK", help="teacher notebooks with solutions")
+    p.add_argument("--out", required=True, metavar="DIR", help="where the student versions go")
+    p.add_argument("--force", action="store_true", help="overwrite student versions that exist")
+
+
+def _exercise_ids(args) -> tuple[str, ...]:
+    import nbformat
+
+    from .api import exercises, get_exercise
+    from .notebooks import exercise_cells
+
+    if args.exercises:
+        ids = [e.strip() for e in args.exercises.split(",") if e.strip()]
+    elif args.assignment:
+        try:
+            ids = list(exercise_cells(nbformat.read(args.assignment, as_version=4)))
+        except Exception as exc:  # nbformat raises many types for a broken file
+            raise _Usage(f"--assignment {args.assignment}: cannot read it ({type(exc).__name__}: {exc})") from None
+        if not ids:
+            raise _Usage(f"--assignment {args.assignment} has no exercise cells")
+    else:
+        found = set()
+        for sub in args.submissions:
+            try:
+                found.update(exercise_cells(nbformat.read(sub, as_version=4)))
+            except Exception:  # unreadable submissions are graded (and reported) one by one
+                continue
+        ids = [ex.id for ex in exercises() if ex.id in found]
+        if not ids:
+            raise _Usage("no exercise cells found in the submissions; name the exercises with --exercises "
+                         "or --assignment")
+    for ex_id in ids:
+        try:
+            get_exercise(ex_id)
+        except ValueError as exc:
+            raise _Usage(str(exc)) from None
+    return tuple(dict.fromkeys(ids))
+
+
+def _kernel(name: str | None) -> str:
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    specs = KernelSpecManager().find_kernel_specs()
+    if name is None:
+        return "bpttlab" if "bpttlab" in specs else "python3"
+    if name not in specs:
+        raise _Usage(f"--kernel {name!r} is not installed; installed kernels: {', '.join(sorted(specs))}")
+    return name
+
+
+def run_grade(args) -> int:
+    """``bpttlab grade``: returns the exit status."""
+    from . import batch
+
+    try:
+        settings = batch.Settings(exercises=_exercise_ids(args), seed=batch.stored_seed(Path(args.out), args.seed),
+                                  timeout=float(args.timeout), kernel=_kernel(args.kernel))
+        print(f"grading {len(args.submissions)} submission(s) on {', '.join(settings.exercises)} "
+              f"(kernel {settings.kernel}, {args.jobs} at a time, {settings.timeout:g} s per cell)")
+        failures = batch.run(args.submissions, Path(args.out), settings, jobs=args.jobs, force=args.force)
+    except (_Usage, ValueError) as exc:
+        print(f"bpttlab grade: error: {exc}", file=sys.stderr)
+        return 2
+    return 1 if failures else 0
+
+
+def run_release(args) -> int:
+    """``bpttlab release``: returns the exit status."""
+    import nbformat
+
+    from .api import exercises
+    from .notebooks import release
+
+    out = Path(args.out)
+    known = {ex.id for ex in exercises()}
+    status = 0
+    for name in args.notebooks:
+        src = Path(name)
+        dest = out / src.name
+        if dest.resolve() == src.resolve():
+            print(f"bpttlab release: error: {dest} is the teacher notebook itself; choose another --out",
+                  file=sys.stderr)
+            return 2
+        if dest.exists() and not args.force:
+            print(f"bpttlab release: error: {dest} exists; pass --force to overwrite", file=sys.stderr)
+            return 2
+        try:
+            nb = nbformat.read(src, as_version=4)
+            student = release(nb, known_ids=known, name=src.name)
+        except (OSError, ValueError) as exc:
+            print(f"bpttlab release: {src}: {exc}", file=sys.stderr)
+            status = 1
+            continue
+        out.mkdir(parents=True, exist_ok=True)
+        nbformat.write(student, dest)
+        print(f"released {src} -> {dest}")
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bpttlab.grading grade|release ...`` (the same commands as ``bpttlab grade|release``)."""
+    parser = argparse.ArgumentParser(prog="python -m bpttlab.grading")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_grade_arguments(sub.add_parser("grade", help="grade student notebooks"))
+    add_release_arguments(sub.add_parser("release", help="make student versions of teacher notebooks"))
+    args = parser.parse_args(argv)
+    return run_grade(args) if args.command == "grade" else run_release(args)

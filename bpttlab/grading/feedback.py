@@ -1,0 +1,157 @@
+"""Feedback on one exercise: the score, what passed, the diagnosis and a hint, as text and as HTML.
+
+It never says that all tests passed when hidden instances exist: it says how many public and hidden
+instances were right, and, in a notebook, that the grade comes from hidden instances drawn afresh.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from html import escape
+from typing import Any
+
+from .diagnosis import Verdict, main_verdict, score
+from .exercise import Exercise
+from .mistakes import CATALOGUE
+
+
+@dataclass
+class Feedback:
+    """The grading of one exercise.
+
+    Attributes:
+        exercise: the exercise.
+        verdicts: one per instance (empty when it could not be graded).
+        reason: why it could not be graded ("the cell does not define grad_W", "timed out", ...).
+        status: a short code for gradebooks when it could not be graded ("timeout", "crash", ...).
+        notes: remarks that do not change the score (e.g. "the cell raised ...").
+        redrawn: the hidden instances of the final grade will be drawn again (in-notebook grading).
+    """
+
+    exercise: Exercise
+    verdicts: list[Verdict] = field(default_factory=list)
+    reason: str | None = None
+    status: str | None = None
+    notes: tuple[str, ...] = ()
+    redrawn: bool = False
+
+    # -- numbers -------------------------------------------------------------------------------------
+
+    @property
+    def score(self) -> float:
+        return score(self.exercise, self.verdicts)
+
+    @property
+    def points(self) -> float:
+        return self.exercise.points
+
+    @property
+    def passed(self) -> bool:
+        """Every instance, public and hidden, was right."""
+        return bool(self.verdicts) and all(v.passed for v in self.verdicts)
+
+    @property
+    def main(self) -> Verdict | None:
+        return main_verdict(self.verdicts)
+
+    @property
+    def diagnosis(self) -> str:
+        """A short code: "correct", a mistake key, "raised", "wrong", or why it was not graded."""
+        if self.reason is not None:
+            return self.status or "not-graded"
+        if self.passed:
+            return "correct"
+        main = self.main
+        if main.mistake:
+            return main.mistake
+        return "raised" if main.raised else "wrong"
+
+    def _counts(self, visibility: str) -> tuple[int, int]:
+        group = [v for v in self.verdicts if v.visibility == visibility]
+        return sum(v.passed for v in group), len(group)
+
+    # -- words ---------------------------------------------------------------------------------------
+
+    def headline(self) -> str:
+        return f"{self.exercise.id}: {self.exercise.title}: {self.score:.3g} / {self.points:g} points"
+
+    def summary(self) -> str:
+        """How many instances were right, without ever claiming that all tests passed."""
+        if self.reason is not None:
+            return f"Not graded: {self.reason}"
+        (pp, pn), (hp, hn) = self._counts("public"), self._counts("hidden")
+        text = f"Public instances: {pp} of {pn} right."
+        if hn:
+            text += f" Hidden instances: {hp} of {hn} right."
+            if self.redrawn:
+                text += " Your grade comes from hidden instances drawn afresh when your work is graded."
+        return text
+
+    def diagnosis_lines(self) -> list[str]:
+        """The diagnosis of the main failure: the mistake, where it goes wrong, what it means."""
+        main = self.main
+        if main is None or self.reason is not None:
+            return []
+        which = f"{main.visibility} instance {main.number}"
+        if main.raised:
+            return [f"Your function failed on {which}: {main.problem}"]
+        lines = []
+        if main.mistake:
+            mistake = CATALOGUE[main.mistake]
+            lines.append(f"Diagnosis: {mistake.title}: {main.detail}.")
+        else:
+            lines.append(f"Diagnosis: not one of the known mistakes; on {which}, {main.problem}.")
+        place = []
+        if main.step is not None:
+            place.append(f"at t = {main.step}")
+        if main.where:
+            place.append(f"in {main.where}")
+        if place:
+            error = f", largest error {main.max_error:.3g}" if main.max_error is not None else ""
+            lines.append(f"It first goes wrong {' '.join(place)} ({which}{error}).")
+        if main.mistake:
+            lines.append(CATALOGUE[main.mistake].explanation)
+        return lines
+
+    def hints(self) -> list[str]:
+        if self.passed or self.reason is not None:
+            return []
+        main = self.main
+        out = [CATALOGUE[main.mistake].hint] if main is not None and main.mistake else []
+        return out + list(self.exercise.hints)
+
+    @property
+    def text(self) -> str:
+        lines = [self.headline(), self.summary(), *self.diagnosis_lines()]
+        lines += [f"Hint: {h}" for h in self.hints()]
+        lines += [f"Note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def _repr_html_(self) -> str:
+        colour = "#2e7d32" if self.passed else ("#b26a00" if self.score > 0 else "#c62828")
+        badges = " ".join(
+            f"<span title='{escape(v.visibility)} instance {v.number}' style='color:"
+            f"{'#2e7d32' if v.passed else '#c62828'}'>{'✓' if v.passed else '✗'}{v.visibility[0].upper()}{v.number}"
+            "</span>" for v in self.verdicts)
+        parts = [f"<div style='border-left:4px solid {colour};padding:4px 10px;margin:4px 0'>",
+                 f"<b>{escape(self.exercise.id)}</b>: {escape(self.exercise.title)} "
+                 f"<b style='color:{colour}'>{self.score:.3g} / {self.points:g}</b><br>",
+                 f"{escape(self.summary())}" + (f"<br><span style='font-family:monospace'>{badges}</span>"
+                                                if badges else "")]
+        diag = self.diagnosis_lines()
+        if diag:
+            parts.append("<br>" + "<br>".join(escape(line) for line in diag))
+        for hint in self.hints():
+            parts.append(f"<br><i>Hint: {escape(hint)}</i>")
+        for note in self.notes:
+            parts.append(f"<br><small>Note: {escape(note)}</small>")
+        parts.append("</div>")
+        return "".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """What the gradebook and the feedback files keep."""
+        return {"exercise": self.exercise.id, "score": round(self.score, 6), "max_score": self.points,
+                "diagnosis": self.diagnosis, "detail": " ".join([self.summary(), *self.diagnosis_lines()[:2]]),
+                "verdicts": [v.to_dict() for v in self.verdicts], "text": self.text, "html": self._repr_html_()}

@@ -1,0 +1,162 @@
+r"""The catalogue of known mistakes, and the few computations that reproduce them.
+
+Each exercise lists its :class:`~bpttlab.grading.exercise.Slip` s: one mistake of this catalogue, made
+concretely ("h_t used where h_{t-1} belongs"), computed from the same engine quantities as the reference
+(:mod:`bpttlab.grading.references`). A wrong answer that equals a slip's answer on an instance is
+diagnosed as that mistake.
+
+Most slips are a rearrangement of reference quantities (a diagonal of the contribution table, a shifted
+sum, a sign, a transpose). The ones that change the backward recursion itself (a missing or wrong
+activation derivative, W where :math:`W^\top` belongs) rerun the Elman recursion of ARCHITECTURE.md with
+that one change, :func:`elman_site_cotangents`, on the engine's forward pass:
+
+.. math::
+
+    \bar h_t = V^\top \bar o_t + W^\top \bar a_{t+1}, \qquad \bar a_t = f'(a_t) \odot \bar h_t .
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """A kind of mistake.
+
+    Attributes:
+        key: its name in :data:`CATALOGUE` (what the gradebook records).
+        title: a few words, shown as the diagnosis.
+        explanation: what the mistake is, in the notation of the course.
+        hint: how to fix it.
+    """
+
+    key: str
+    title: str
+    explanation: str
+    hint: str
+
+
+_ENTRIES = (
+    Mistake("explicit_only", "explicit term only (implicit paths missing)",
+            "Only the explicit term of each derivative, C[t][t] = dE_t/dh_t · ∂⁺h_t/∂θ, is there: the implicit "
+            "paths, through which θ also reaches h_t via h_{t-1}, h_{t-2}, ..., are missing.",
+            "Carry dE/dh_t back to dE/dh_{t-1} = Wᵀ (f'(a_t) ⊙ dE/dh_t) and add it to what h_{t-1} gets "
+            "from its own loss; then every copy k ≤ t contributes."),
+    Mistake("activation_derivative_missing", "activation derivative missing",
+            "Going from dE/dh_t to dE/da_t needs the factor f'(a_t) (for tanh, 1 - h_t²); it was left out.",
+            "Multiply elementwise by f'(a_t) every time the gradient passes through h_t = f(a_t)."),
+    Mistake("activation_derivative_wrong", "wrong activation derivative",
+            "The factor f'(a_t) is there but wrong: evaluated at the wrong quantity (1 - a_t² instead of "
+            "1 - h_t²) or taken from another activation.",
+            "tanh'(a) = 1 - tanh(a)² = 1 - h² and σ'(a) = σ(a)(1 - σ(a)), written with the stored output h."),
+    Mistake("off_by_one_time", "off by one in time",
+            "A quantity of a neighbouring time step was used: h_t where h_{t-1} belongs, x_{t-1} for x_t, "
+            "or the states h_0..h_{T-1} instead of h_1..h_T.",
+            "Write out step t and check every index. Arrays are 0-based: xs[0] is x_1, and h_0 is the "
+            "initial state, not the first output of the network."),
+    Mistake("no_accumulation", "no accumulation over time",
+            "Only one time step's term is left: the terms of the other steps were overwritten (= where += "
+            "belongs) instead of summed.",
+            "The parameter is shared by every copy of the cell: add up the terms of all time steps."),
+    Mistake("mean_instead_of_sum", "mean instead of sum",
+            "The answer is divided by the number of time steps: the total loss here is E = Σ_t E_t, a sum.",
+            "Drop the 1/T: reduction 'sum' adds the per-step losses and their gradients."),
+    Mistake("transposed", "transposed matrix",
+            "A matrix is transposed: W where Wᵀ belongs in the backward recursion, or the answer's axes "
+            "swapped.",
+            "dE/dW has the shape of W, entry (i, j) pairing unit i of a_t with unit j of h_{t-1}; going back "
+            "through a_t = W h_{t-1} multiplies by Wᵀ."),
+    Mistake("wrong_truncation", "truncated at the wrong k",
+            "The gradient is truncated at the wrong place: one copy too many or too few, no truncation at "
+            "all, or k1 and k2 mixed up.",
+            "With truncation k2, E_t keeps the copies k = t-k2+1, ..., t: exactly k2 of them. In TBPTT(k1, "
+            "k2) the last k1 losses are back-propagated to copy t-k2+1."),
+    Mistake("sign_flipped", "loss gradient sign flipped",
+            "The sign is flipped, typically dE_t/do_t written as y_t - o_t instead of o_t - y_t (or a "
+            "difference taken the wrong way round), which negates everything downstream.",
+            "For E_t = ½‖o_t - y_t‖², dE_t/do_t = o_t - y_t; a gradient step subtracts lr times the gradient."),
+    Mistake("elementwise_product", "elementwise product where a matrix product belongs",
+            "An elementwise product (*) was used where a matrix product belongs: delta * h instead of the "
+            "outer product np.outer(delta, h), or W * h instead of W @ h.",
+            "Check shapes: dE/dW = Σ_t ā_t h_{t-1}ᵀ is an outer product (H × H); W h_{t-1} is a "
+            "matrix-vector product (@)."),
+    Mistake("per_tensor_clipping", "each gradient clipped by its own norm",
+            "Every parameter's gradient was rescaled by its own norm; norm clipping rescales all of them by "
+            "one factor computed from the global norm ‖g‖ = √(Σ_θ ‖g_θ‖²), which keeps the direction.",
+            "Compute one norm over all parameters together, then one scale factor τ/‖g‖."),
+    Mistake("always_rescaled", "rescaled even below the threshold",
+            "The gradient was rescaled to norm τ although its norm was already at most τ.",
+            "Clip only when ‖g‖ > τ; otherwise return the gradient unchanged."),
+    Mistake("clipped_by_value", "clipped by value, not by norm",
+            "Each entry was clipped to [-τ, τ]: that is value clipping, which changes the direction.",
+            "Rescale the whole gradient: g ← g · τ / ‖g‖ when ‖g‖ > τ."),
+)
+
+#: key -> Mistake, in the order the diagnosis tries them.
+CATALOGUE: dict[str, Mistake] = {m.key: m for m in _ENTRIES}
+
+def tanh_derivative(a: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """tanh'(a) = 1 - h², the right one."""
+    return 1.0 - h * h
+
+
+def no_derivative(a: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """The slip: no factor at all."""
+    return np.ones_like(h)
+
+
+def pre_activation_derivative(a: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """The slip: 1 - a², the formula evaluated at the pre-activation."""
+    return 1.0 - a * a
+
+
+def sigmoid_form_derivative(a: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """The slip: h (1 - h), the sigmoid's derivative, for a tanh unit."""
+    return h * (1.0 - h)
+
+
+def elman_site_cotangents(W: np.ndarray, V: np.ndarray, a: np.ndarray, h: np.ndarray, obar: np.ndarray,
+                          derivative: Callable[[np.ndarray, np.ndarray], np.ndarray] = tanh_derivative,
+                          recurrent_transposed: bool = True) -> np.ndarray:
+    r"""The Elman backward recursion, optionally with one slip.
+
+    .. math::
+
+        \bar h_t = V^\top \bar o_t + M \bar a_{t+1}, \qquad \bar a_t = d(a_t, h_t) \odot \bar h_t,
+        \qquad M = W^\top \text{ (or } W \text{ when not recurrent\_transposed)}
+
+    With the defaults this is the textbook recursion; tests check it against the engine.
+
+    Args:
+        W, V: the recurrent and output matrices.
+        a: pre-activations a_1..a_T, (T, H).
+        h: hidden states h_1..h_T, (T, H).
+        obar: dE/do_t, (T, O); rows of losses that do not count are zero.
+        derivative: ``derivative(a, h) -> f'`` used for tanh.
+        recurrent_transposed: multiply by :math:`W^\top` (right) or by W (the transposition slip).
+
+    Returns:
+        :math:`\bar a_t = \partial E/\partial a_t`, (T, H).
+    """
+    M = W.T if recurrent_transposed else W
+    abar = np.zeros_like(a)
+    carry = np.zeros(a.shape[1])
+    for t in range(a.shape[0] - 1, -1, -1):
+        hbar = V.T @ obar[t] + carry
+        abar[t] = derivative(a[t], h[t]) * hbar
+        carry = M @ abar[t]
+    return abar
+
+
+def derivative_slips() -> tuple[tuple[str, str, Callable], ...]:
+    """(mistake, detail, derivative) for the activation-derivative slips of a tanh cell."""
+    return (
+        ("activation_derivative_missing", "f'(a_t) left out of the backward pass", no_derivative),
+        ("activation_derivative_wrong", "f'(a_t) written as 1 - a_t² (at the pre-activation) instead of "
+                                        "1 - h_t²", pre_activation_derivative),
+        ("activation_derivative_wrong", "f'(a_t) written as h_t (1 - h_t), the sigmoid's form, instead of "
+                                        "1 - h_t²", sigmoid_form_derivative),
+    )
