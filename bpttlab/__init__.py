@@ -8,10 +8,19 @@ from __future__ import annotations
 from . import registry
 from .engine import BPTTResult, Trace, bptt, contributions, forward
 from .gradcheck import gradcheck
+from .grading import grade
 from .network import Network, make
+from .paths import bptt_all_paths
 from .training import train
 
 __version__ = "0.1.0"
 
-__all__ = ["BPTTResult", "Network", "Trace", "bptt", "contributions", "forward", "gradcheck", "make",
-           "registry", "train"]
+__all__ = ["BPTTResult", "Network", "Trace", "bptt", "bptt_all_paths", "contributions", "forward", "grade",
+           "gradcheck", "make", "registry", "train"]
+
+
+def load_ipython_extension(ip) -> None:
+    """``%load_ext bpttlab``: register the ``%bptt`` / ``%%bptt`` magics (see :mod:`bpttlab.magics`)."""
+    from .magics import BPTTMagics
+
+    ip.register_magics(BPTTMagics)
