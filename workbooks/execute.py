@@ -1,0 +1,59 @@
+"""Re-execute workbook chapters in place on the BPTT Lab kernel, so their stored outputs are fresh.
+
+The chapters are stored executed because nbval compares a fresh run with the stored outputs. After
+editing a chapter, run this (from the repository root or from workbooks/)::
+
+    python workbooks/execute.py                 # every chapter
+    python workbooks/execute.py 04-*.ipynb      # some of them
+
+Each notebook runs top to bottom in a fresh ``bpttlab`` kernel with the workbooks folder as its working
+directory; the kernelspec metadata is set to BPTT Lab, and the run time of each chapter is printed. A
+chapter that raises is reported and left unchanged on disk.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+HERE = Path(__file__).resolve().parent
+KERNELSPEC = {"name": "bpttlab", "display_name": "BPTT Lab (Python 3)", "language": "python"}
+
+
+def execute(path: Path, timeout: int) -> float:
+    """Execute the notebook at ``path`` in place and return its wall time in seconds."""
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
+    start = time.perf_counter()
+    NotebookClient(nb, kernel_name="bpttlab", timeout=timeout, resources={"metadata": {"path": str(HERE)}}).execute()
+    elapsed = time.perf_counter() - start
+    nbformat.write(nb, path)
+    return elapsed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("notebooks", nargs="*", help="chapter files or globs relative to workbooks/ (default: all)")
+    parser.add_argument("--timeout", type=int, default=600, help="seconds per cell (default 600)")
+    args = parser.parse_args(argv)
+    patterns = args.notebooks or ["[0-9][0-9]-*.ipynb"]
+    paths = sorted({p for pattern in patterns for p in HERE.glob(Path(pattern).name)})
+    if not paths:
+        parser.error(f"no notebook matches {patterns}")
+    failed = 0
+    for path in paths:
+        try:
+            print(f"{path.name}: {execute(path, args.timeout):.1f} s", flush=True)
+        except CellExecutionError as err:
+            failed += 1
+            print(f"{path.name}: FAILED, left unchanged\n{err}", file=sys.stderr, flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
