@@ -387,3 +387,15 @@ def test_errors_in_callbacks_are_shown_in_the_output_widget():
     (out,) = s.errors.outputs
     assert "Traceback" in out["text"] and "RuntimeError: the model is broken" in out["text"]
     assert isinstance(s.last_error, RuntimeError)
+
+
+def test_the_symbolic_term_beyond_the_derivation_limits_is_replaced_by_the_reason():
+    # bl.derive refuses sizes whose SymPy work would block the kernel (and so the widget) for long; the
+    # stepper shows its reason instead of the term, and the copies within the limits still get theirs.
+    net, xs, ys = _case("elman", T=20, H=3, seed=11)
+    s = Stepper(net, xs, ys)
+    s.slider.value = 21                                   # backward k=20
+    assert "symbolic term not shown" in s.symbolic.value and "t=20" in s.symbolic.value
+    s.slider.value = s.slider.max                         # backward k=1
+    assert "C[1][1]" in s.symbolic.value and "agree to within" in s.symbolic.value
+    assert s.errors.outputs == ()

@@ -1,0 +1,65 @@
+"""The stepper in a real JupyterLab, driven by a headless Chromium.
+
+Opens chapter 4 on the BPTT Lab kernel, runs its set-up cell and its stepper cell, checks that the widget
+rendered (its controls and its drawing, no "Error displaying widget"), clicks Next, checks that the
+highlighted step of the drawing moved to the next event, and saves a screenshot in the artifact folder.
+"""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CHAPTER = "04-vanishing-exploding.ipynb"
+#: Longest wait for one thing to appear (the kernel start and the first engine call included).
+WAIT_MS = 45_000
+
+
+def _run_cell(page, cell) -> None:
+    """Run ``cell`` (Shift+Enter in its editor) and wait until the kernel has finished it: its prompt
+    goes from [ ] (outputs were cleared) through [*] to [n]."""
+    from playwright.sync_api import expect
+
+    cell.locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Shift+Enter")
+    expect(cell.locator(".jp-InputArea-prompt")).to_have_text(re.compile(r"\[\d+\]:"), timeout=WAIT_MS)
+
+
+def test_the_stepper_renders_and_next_moves_the_highlighted_step(lab, page, artifacts):
+    from playwright.sync_api import expect
+
+    page.goto(lab.notebook_url(CHAPTER))
+    notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook")
+    expect(notebook.locator(".jp-Cell").first).to_be_visible(timeout=WAIT_MS)
+    # the status bar names the kernel and its state once the kernel is connected
+    kernel = page.locator(".jp-StatusBar-TextItem", has_text=re.compile(r"BPTT Lab \(Python 3\) \| Idle"))
+    expect(kernel).to_be_visible(timeout=WAIT_MS)
+    assert page.locator(".jp-Dialog").count() == 0, "JupyterLab asked for a kernel: is 'bpttlab' installed?"
+
+    setup = notebook.locator(".jp-CodeCell").first
+    _run_cell(page, setup)
+    cell = notebook.locator(".jp-CodeCell", has_text="%bptt step").first
+    _run_cell(page, cell)
+
+    output = cell.locator(".jp-Cell-outputArea")
+    stepper = output.locator(".widget-vbox.bpttlab-stepper")
+    expect(stepper.or_(output.get_by_text("Error displaying widget"))).to_be_visible(timeout=WAIT_MS)
+    assert "Error displaying widget" not in output.inner_text()
+    assert output.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").count() == 0
+
+    current = stepper.locator("svg.bpttlab-unfolded g.bpttlab-current")
+    expect(current).to_have_attribute("data-position", "0", timeout=WAIT_MS)
+    before = (current.get_attribute("data-phase"), current.get_attribute("data-step"))
+    assert before == ("forward", "1")
+    next_button = stepper.locator("button", has_text="Next")
+    expect(next_button).to_be_enabled()
+    next_button.click()
+    expect(current).to_have_attribute("data-position", "1", timeout=WAIT_MS)
+    assert (current.get_attribute("data-phase"), current.get_attribute("data-step")) == ("forward", "2")
+    expect(stepper.locator(".bpttlab-event")).to_have_text("forward t=2")
+
+    stepper.scroll_into_view_if_needed()
+    page.screenshot(path=str(artifacts / "stepper-after-next.png"))
+    stepper.screenshot(path=str(artifacts / "stepper-widget.png"))
