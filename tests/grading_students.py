@@ -21,40 +21,34 @@ def _states(W, U, b, xs):
 # -- forward pass -------------------------------------------------------------------------------------
 
 
-def rnn_forward(W, U, b, xs):
+def _forward(W, U, b, xs, *, recurrent="W @ h", collect_before_update=False):
+    """The forward loop, with the switches the mistaken students below flip."""
     h = np.zeros(len(b))
     out = []
     for x in xs:
-        h = np.tanh(W @ h + U @ x + b)
-        out.append(h)
+        if collect_before_update:
+            out.append(h)
+        Wh = {"W @ h": W @ h, "W.T @ h": W.T @ h, "W * h": W * h}[recurrent]
+        h = np.tanh(Wh + U @ x + b)
+        if not collect_before_update:
+            out.append(h)
     return np.array(out)
+
+
+def rnn_forward(W, U, b, xs):
+    return _forward(W, U, b, xs)
 
 
 def rnn_forward_collects_before_update(W, U, b, xs):
-    h = np.zeros(len(b))
-    out = []
-    for x in xs:
-        out.append(h)
-        h = np.tanh(W @ h + U @ x + b)
-    return np.array(out)
+    return _forward(W, U, b, xs, collect_before_update=True)
 
 
 def rnn_forward_transposed(W, U, b, xs):
-    h = np.zeros(len(b))
-    out = []
-    for x in xs:
-        h = np.tanh(W.T @ h + U @ x + b)
-        out.append(h)
-    return np.array(out)
+    return _forward(W, U, b, xs, recurrent="W.T @ h")
 
 
 def rnn_forward_elementwise(W, U, b, xs):
-    h = np.zeros(len(b))
-    out = []
-    for x in xs:
-        h = np.tanh(W * h + U @ x + b)
-        out.append(h)
-    return np.array(out)
+    return _forward(W, U, b, xs, recurrent="W * h")
 
 
 # -- total loss ---------------------------------------------------------------------------------------
@@ -146,7 +140,7 @@ def grad_V_mean(W, U, b, V, c, xs, targets):
 
 
 def _backward(W, U, b, V, c, xs, targets, *, implicit=True, derivative="tanh", recurrent="W.T", sign=1.0,
-              state_offset=0, outer=True, accumulate=True, scale=1.0, only_loss=None):
+              state_offset=0, outer=True, accumulate=True, mean=False, only_loss=None):
     """Student BPTT: returns (dE/dW, dE/dU, [dE/dh_t]).
 
     The keyword arguments are how each mistaken student below writes their loop.
@@ -181,34 +175,28 @@ def _backward(W, U, b, V, c, xs, targets, *, implicit=True, derivative="tanh", r
             dW = term_W
             dU = np.outer(da, xs[t])
         dh_next = (W.T @ da) if recurrent == "W.T" else (W @ da)
+    scale = 1.0 / T if mean else 1.0
     return dW * scale, dU * scale, np.array(dhs)
+
+
+def _student(name: str, part: str, **how):
+    """The student whose backward loop is :func:`_backward` written with the choices ``how``, returning
+    dE/dW ("W"), dE/dU ("U") or the dE/dh_t ("dh")."""
+    def answer(W, U, b, V, c, xs, targets):
+        return _backward(W, U, b, V, c, xs, targets, **how)[("W", "U", "dh").index(part)]
+    answer.__name__ = answer.__qualname__ = name
+    return answer
 
 
 # -- dE/dh_t ------------------------------------------------------------------------------------------
 
 
-def grad_hidden(W, U, b, V, c, xs, targets):
-    return _backward(W, U, b, V, c, xs, targets)[2]
-
-
-def grad_hidden_no_future(W, U, b, V, c, xs, targets):
-    return _backward(W, U, b, V, c, xs, targets, implicit=False)[2]
-
-
-def grad_hidden_no_derivative(W, U, b, V, c, xs, targets):
-    return _backward(W, U, b, V, c, xs, targets, derivative="none")[2]
-
-
-def grad_hidden_derivative_of_a(W, U, b, V, c, xs, targets):
-    return _backward(W, U, b, V, c, xs, targets, derivative="pre-activation")[2]
-
-
-def grad_hidden_W_not_transposed(W, U, b, V, c, xs, targets):
-    return _backward(W, U, b, V, c, xs, targets, recurrent="W")[2]
-
-
-def grad_hidden_y_minus_o(W, U, b, V, c, xs, targets):
-    return _backward(W, U, b, V, c, xs, targets, sign=-1.0)[2]
+grad_hidden = _student("grad_hidden", "dh")
+grad_hidden_no_future = _student("grad_hidden_no_future", "dh", implicit=False)
+grad_hidden_no_derivative = _student("grad_hidden_no_derivative", "dh", derivative="none")
+grad_hidden_derivative_of_a = _student("grad_hidden_derivative_of_a", "dh", derivative="pre-activation")
+grad_hidden_W_not_transposed = _student("grad_hidden_W_not_transposed", "dh", recurrent="W")
+grad_hidden_y_minus_o = _student("grad_hidden_y_minus_o", "dh", sign=-1.0)
 
 
 def grad_hidden_shifted(W, U, b, V, c, xs, targets):
@@ -227,49 +215,39 @@ def grad_hidden_shifted(W, U, b, V, c, xs, targets):
 # -- explicit dh_t/dW ----------------------------------------------------------------------------------
 
 
-def explicit_dh_dW(W, U, b, xs, t):
+def _explicit(W, U, b, xs, t, *, derivative="tanh", h_in_offset=-1, transposed=False):
+    """J[i, i, :] = f'(a_t)[i] h_{t-1}, written with the switches the mistaken students below flip."""
     hs = _states(W, U, b, xs)
     H = len(b)
     J = np.zeros((H, H, H))
     for i in range(H):
-        J[i, i, :] = (1 - hs[t][i] ** 2) * hs[t - 1]
+        h = hs[t][i]
+        slope = {"tanh": 1 - h ** 2, "none": 1.0, "sigmoid": h * (1 - h)}[derivative]
+        if transposed:
+            J[i, :, i] = slope * hs[t + h_in_offset]
+        else:
+            J[i, i, :] = slope * hs[t + h_in_offset]
     return J
+
+
+def explicit_dh_dW(W, U, b, xs, t):
+    return _explicit(W, U, b, xs, t)
 
 
 def explicit_dh_dW_no_derivative(W, U, b, xs, t):
-    hs = _states(W, U, b, xs)
-    H = len(b)
-    J = np.zeros((H, H, H))
-    for i in range(H):
-        J[i, i, :] = hs[t - 1]
-    return J
+    return _explicit(W, U, b, xs, t, derivative="none")
 
 
 def explicit_dh_dW_sigmoid_derivative(W, U, b, xs, t):
-    hs = _states(W, U, b, xs)
-    H = len(b)
-    J = np.zeros((H, H, H))
-    for i in range(H):
-        J[i, i, :] = hs[t][i] * (1 - hs[t][i]) * hs[t - 1]
-    return J
+    return _explicit(W, U, b, xs, t, derivative="sigmoid")
 
 
 def explicit_dh_dW_current_state(W, U, b, xs, t):
-    hs = _states(W, U, b, xs)
-    H = len(b)
-    J = np.zeros((H, H, H))
-    for i in range(H):
-        J[i, i, :] = (1 - hs[t][i] ** 2) * hs[t]
-    return J
+    return _explicit(W, U, b, xs, t, h_in_offset=0)
 
 
 def explicit_dh_dW_transposed(W, U, b, xs, t):
-    hs = _states(W, U, b, xs)
-    H = len(b)
-    J = np.zeros((H, H, H))
-    for i in range(H):
-        J[i, :, i] = (1 - hs[t][i] ** 2) * hs[t - 1]
-    return J
+    return _explicit(W, U, b, xs, t, transposed=True)
 
 
 # -- dE_t/dW -------------------------------------------------------------------------------------------
@@ -296,36 +274,20 @@ def grad_Et_W_no_derivative(W, U, b, V, c, xs, targets, t):
 # -- dE/dW ---------------------------------------------------------------------------------------------
 
 
-def grad_W(W, U, b, V, c, xs, targets):
-    return _backward(W, U, b, V, c, xs, targets)[0]
-
-
-def grad_W_explicit_only(W, U, b, V, c, xs, targets):
-    return _backward(W, U, b, V, c, xs, targets, implicit=False)[0]
-
-
-def grad_W_no_derivative(W, U, b, V, c, xs, targets):
-    return _backward(W, U, b, V, c, xs, targets, derivative="none")[0]
-
-
-def grad_W_derivative_of_a(W, U, b, V, c, xs, targets):
-    return _backward(W, U, b, V, c, xs, targets, derivative="pre-activation")[0]
-
-
-def grad_W_sigmoid_derivative(W, U, b, V, c, xs, targets):
-    return _backward(W, U, b, V, c, xs, targets, derivative="sigmoid")[0]
+grad_W = _student("grad_W", "W")
+grad_W_explicit_only = _student("grad_W_explicit_only", "W", implicit=False)
+grad_W_no_derivative = _student("grad_W_no_derivative", "W", derivative="none")
+grad_W_derivative_of_a = _student("grad_W_derivative_of_a", "W", derivative="pre-activation")
+grad_W_sigmoid_derivative = _student("grad_W_sigmoid_derivative", "W", derivative="sigmoid")
+grad_W_W_not_transposed = _student("grad_W_W_not_transposed", "W", recurrent="W")
+grad_W_current_state = _student("grad_W_current_state", "W", state_offset=1)
+grad_W_mean = _student("grad_W_mean", "W", mean=True)
+grad_W_y_minus_o = _student("grad_W_y_minus_o", "W", sign=-1.0)
+grad_W_elementwise = _student("grad_W_elementwise", "W", outer=False)
 
 
 def grad_W_returned_transposed(W, U, b, V, c, xs, targets):
     return _backward(W, U, b, V, c, xs, targets)[0].T
-
-
-def grad_W_W_not_transposed(W, U, b, V, c, xs, targets):
-    return _backward(W, U, b, V, c, xs, targets, recurrent="W")[0]
-
-
-def grad_W_current_state(W, U, b, V, c, xs, targets):
-    return _backward(W, U, b, V, c, xs, targets, state_offset=1)[0]
 
 
 def grad_W_overwritten(W, U, b, V, c, xs, targets):
@@ -344,32 +306,13 @@ def grad_W_overwritten(W, U, b, V, c, xs, targets):
     return dW
 
 
-def grad_W_mean(W, U, b, V, c, xs, targets):
-    return _backward(W, U, b, V, c, xs, targets, scale=1.0 / len(xs))[0]
-
-
-def grad_W_y_minus_o(W, U, b, V, c, xs, targets):
-    return _backward(W, U, b, V, c, xs, targets, sign=-1.0)[0]
-
-
-def grad_W_elementwise(W, U, b, V, c, xs, targets):
-    return _backward(W, U, b, V, c, xs, targets, outer=False)[0]
-
-
 # -- dE/dU ---------------------------------------------------------------------------------------------
 
 
-def grad_U(W, U, b, V, c, xs, targets):
-    return _backward(W, U, b, V, c, xs, targets)[1]
-
-
-def grad_U_explicit_only(W, U, b, V, c, xs, targets):
-    return _backward(W, U, b, V, c, xs, targets, implicit=False)[1]
-
-
-def grad_U_overwritten(W, U, b, V, c, xs, targets):
-    """``dU = ...`` in the backward loop: the first copy's term is what is left."""
-    return _backward(W, U, b, V, c, xs, targets, accumulate=False)[1]
+grad_U = _student("grad_U", "U")
+grad_U_explicit_only = _student("grad_U_explicit_only", "U", implicit=False)
+# ``dU = ...`` in the backward loop: the first copy's term is what is left
+grad_U_overwritten = _student("grad_U_overwritten", "U", accumulate=False)
 
 
 def grad_U_previous_input(W, U, b, V, c, xs, targets):

@@ -7,6 +7,7 @@ HTML block in the notebook and as text elsewhere.
 from __future__ import annotations
 
 import io
+import os
 import secrets
 from contextlib import redirect_stdout
 
@@ -17,6 +18,11 @@ from .feedback import Feedback
 from .instances import hidden_instances, public_instances
 from .notebooks import defines
 from .sandbox import call
+
+
+#: Set (to "1") in the kernels the batch grader runs notebooks in: ``%%bptt exercise`` cells then only run,
+#: since the grader grades their functions itself, in its own process.
+BATCH_ENV = "BPTTLAB_BATCH_GRADING"
 
 
 def exercises() -> list[Exercise]:
@@ -46,7 +52,9 @@ def get_exercise(exercise_id: str) -> Exercise:
         raise ValueError(f"exercise {exercise_id!r} is in several packs; say which: "
                          f"{', '.join(f'{name}:{exercise_id}' for name, _ in found)}")
     known = ", ".join(ex.id for ex in exercises()) or "(none)"
-    raise ValueError(f"unknown exercise {exercise_id!r}; registered exercises: {known}")
+    broken = "".join(f"; exercise pack {name!r} failed to load: {why}"
+                     for name, why in registry.exercises.broken.items())
+    raise ValueError(f"unknown exercise {exercise_id!r}; registered exercises: {known}{broken}")
 
 
 def grade(exercise_id: str, fn, *, hidden_seed: int | None = None) -> Feedback:
@@ -93,7 +101,7 @@ def grade(exercise_id: str, fn, *, hidden_seed: int | None = None) -> Feedback:
     return Feedback(exercise, verdicts, notes=notes, redrawn=hidden_seed is None)
 
 
-def run_exercise_cell(shell, exercise_id: str, source: str) -> Feedback:
+def run_exercise_cell(shell, exercise_id: str, source: str) -> Feedback | None:
     """Run a ``%%bptt exercise ID`` cell in the user namespace and grade the function it defines.
 
     Args:
@@ -103,6 +111,7 @@ def run_exercise_cell(shell, exercise_id: str, source: str) -> Feedback:
 
     Returns:
         the :class:`Feedback`; a cell that does not define the exercise's function gets one that says so.
+        None when the batch grader runs the notebook (:data:`BATCH_ENV` set): the cell only runs.
 
     Raises:
         UsageError: the exercise is unknown.
@@ -114,6 +123,8 @@ def run_exercise_cell(shell, exercise_id: str, source: str) -> Feedback:
     except (TypeError, ValueError) as exc:
         raise UsageError(f"%%bptt exercise: {exc}") from None
     result = shell.run_cell(source, store_history=False)
+    if os.environ.get(BATCH_ENV) == "1":
+        return None
     if result.error_before_exec is not None:
         return Feedback(exercise, reason=f"the cell could not run: {result.error_before_exec}",
                         status="syntax-error")

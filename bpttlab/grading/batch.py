@@ -9,9 +9,10 @@ For each student notebook:
    cell times out or the kernel dies (``os._exit``, a segfault), the exercise cells from there on were
    never reached and score 0, with the reason;
 4. take each reached exercise cell's definitions (:func:`~bpttlab.grading.notebooks.function_source`),
-   run the functions in the sandbox (:mod:`~bpttlab.grading.sandbox`) on the public instances and on
-   hidden ones drawn from the course's seed, and diagnose the answers *in the grader's process*, against
-   references the notebook never touched.
+   after those of the code cells above it (their helpers), run the functions in the sandbox
+   (:mod:`~bpttlab.grading.sandbox`) on the public instances and on hidden ones drawn from the course's
+   seed, and diagnose the answers *in the grader's process*, against references the notebook never
+   touched.
 
 Each submission's result is written atomically to ``DIR/results/STUDENT.json`` as soon as it is done,
 with its feedback page ``DIR/feedback/STUDENT.html``, and the gradebook ``DIR/gradebook.csv`` /
@@ -37,12 +38,12 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable
 
-from .api import get_exercise
+from .api import BATCH_ENV, get_exercise
 from .diagnosis import assess, planned_calls
 from .exercise import Exercise
 from .feedback import Feedback
 from .instances import hidden_instances, public_instances
-from .notebooks import SourceError, exercise_cells, function_source
+from .notebooks import SourceError, definitions, exercise_cells, function_source
 from .sandbox import Job, Sandbox
 
 FIELDS = ("student", "exercise", "score", "max_score", "diagnosis", "detail")
@@ -115,7 +116,10 @@ class Execution:
 
 def execute(nb, timeout: float, kernel: str) -> Execution:
     """Run a notebook in a fresh kernel (in an empty working directory); never raises for the student's
-    code: a timeout or a dead kernel is returned as where and why it stopped."""
+    code: a timeout or a dead kernel is returned as where and why it stopped.
+
+    The kernel gets ``BPTTLAB_BATCH_GRADING=1``, so ``%%bptt exercise`` cells run without grading
+    themselves (the grader does that, in its own process)."""
     from nbclient import NotebookClient
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
@@ -129,7 +133,7 @@ def execute(nb, timeout: float, kernel: str) -> Execution:
                                 shutdown_kernel="immediate", record_timing=False,
                                 resources={"metadata": {"path": workdir}}, on_cell_start=on_cell_start)
         try:
-            client.execute()
+            client.execute(env={**os.environ, BATCH_ENV: "1"})
         except CellTimeoutError:
             i = current["index"]
             return Execution(i, "timeout", f"the notebook stopped at cell {i + 1}, which ran longer than "
@@ -159,11 +163,17 @@ def grade_submission(path: str, settings: Settings) -> dict[str, Any]:
     record: dict[str, Any] = {"student": student_name(p), "submission": str(p), "notes": [],
                               "fingerprint": fingerprint(p, settings)}
     try:
-        nb = nbformat.read(p, as_version=4)
+        text = p.read_text(encoding="utf-8")
+        json.loads(text)
+        nb = nbformat.reads(text, as_version=4)
         nbformat.validate(nb)
     except FileNotFoundError:
         return _finish(record, _unreadable(exercises, "missing-notebook", f"the notebook {p} does not exist"))
-    except Exception as exc:  # nbformat raises many types for a broken file
+    except json.JSONDecodeError as exc:
+        reason = (f"the notebook could not be read: it is not valid JSON ({exc.msg}: line {exc.lineno}, column "
+                  f"{exc.colno}; was the file cut short or edited by hand?)")
+        return _finish(record, _unreadable(exercises, "malformed-notebook", reason))
+    except Exception as exc:  # nbformat raises many types for a file that is not a notebook
         reason = f"the notebook could not be read ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
         return _finish(record, _unreadable(exercises, "malformed-notebook", reason))
     feedback = _grade_notebook(nb, exercises, settings, record["notes"])
@@ -209,7 +219,9 @@ def _grade_notebook(nb, exercises: list[Exercise], settings: Settings, notes: li
         instances = public_instances(ex) + hidden_instances(ex, settings.seed)
         calls = planned_calls(ex, instances)
         plans[ex.id] = (instances, calls)
-        jobs.append(Job(ex.id, source, ex.function, [inputs for _, _, inputs in calls]))
+        prelude = [(f"<cell {i + 1}>", definitions(_cell_source(cell))) for i, cell in enumerate(nb.cells[:index])
+                   if cell.get("cell_type") == "code"]
+        jobs.append(Job(ex.id, source, ex.function, [inputs for _, _, inputs in calls], prelude))
     runs = Sandbox(settings.timeout).run(jobs)
     for ex in exercises:
         if ex.id not in plans:
@@ -318,6 +330,8 @@ def run(submissions: list[str], out: Path, settings: Settings, jobs: int = 1, fo
             raise ValueError(f"two submissions belong to student {student_name(path)!r}: {other} and {path}; "
                              "name each student's notebook differently")
     out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob("**/.*.tmp"):  # left by a run killed while writing (see write_atomic)
+        stale.unlink(missing_ok=True)
     results = load_results(out)
     todo = []
     for path in paths:
@@ -336,20 +350,30 @@ def run(submissions: list[str], out: Path, settings: Settings, jobs: int = 1, fo
         write_gradebook(out, list(results.values()))
         log(f"{record['student']}: {record['score']:.3g} / {record['max_score']:g}")
 
+    def failed(path: Path, exc: Exception) -> None:  # the grader's own failure: report it, keep the others
+        nonlocal failures
+        failures += 1
+        print(f"bpttlab grade: could not grade {path}: {type(exc).__name__}: {exc}", file=sys.stderr)
+
     start = time.perf_counter()
     if jobs <= 1:
         for path in todo:
-            finished(grade_submission(str(path), settings))
+            try:
+                record = grade_submission(str(path), settings)
+            except Exception as exc:
+                failed(path, exc)
+            else:
+                finished(record)
     else:
         with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
             futures = {pool.submit(grade_submission, str(path), settings): path for path in todo}
             for future in as_completed(futures):
                 try:
-                    finished(future.result())
-                except Exception as exc:  # the grader's own failure: report it, keep the others
-                    failures += 1
-                    print(f"bpttlab grade: could not grade {futures[future]}: {type(exc).__name__}: {exc}",
-                          file=sys.stderr)
+                    record = future.result()
+                except Exception as exc:
+                    failed(futures[future], exc)
+                else:
+                    finished(record)
     write_gradebook(out, list(results.values()))
     log(f"graded {len(todo) - failures} submission(s) in {time.perf_counter() - start:.1f} s; "
         f"gradebook: {out / 'gradebook.csv'}")

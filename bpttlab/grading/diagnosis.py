@@ -16,12 +16,13 @@ results the sandbox computed beforehand (:func:`planned_calls` lists them).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
 
-from .exercise import Answer, Exercise
+from .exercise import Answer, Exercise, Slip
 from .instances import Instance
 from .sandbox import numeric
 
@@ -62,6 +63,8 @@ class Verdict:
         where: the parameter and entry where it goes wrong, e.g. "W[1, 0]".
         max_error: the largest absolute error, when the shapes agree.
         raised: the function raised (or returned something that is not numbers).
+        matches: every (mistake, detail) whose slip gives this answer, in the exercise's order; when
+            there are several, :func:`assess` keeps in ``mistake`` the one most instances agree on.
     """
 
     visibility: str
@@ -74,6 +77,7 @@ class Verdict:
     where: str | None = None
     max_error: float | None = None
     raised: bool = False
+    matches: tuple[tuple[str, str], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -129,8 +133,21 @@ def planned_calls(exercise: Exercise, instances: list[Instance]) -> list[tuple[i
 
 
 def assess(exercise: Exercise, instances: list[Instance], outcome: OutcomeFn) -> list[Verdict]:
-    """A :class:`Verdict` per instance."""
-    return [_assess_one(exercise, inst, i, outcome) for i, inst in enumerate(instances)]
+    """A :class:`Verdict` per instance.
+
+    An answer can equal the answers of several mistakes on one instance (value clipping and per-tensor
+    clipping both leave small gradients alone); such a verdict is given the mistake that matches on the
+    most instances, so one consistent mistake explains the whole answer.
+    """
+    verdicts = [_assess_one(exercise, inst, i, outcome) for i, inst in enumerate(instances)]
+    support = Counter(mistake for v in verdicts for mistake, _ in v.matches)
+    resolved = []
+    for v in verdicts:
+        if len(v.matches) > 1:
+            mistake, detail = max(v.matches, key=lambda match: support[match[0]])  # ties: the first
+            v = replace(v, mistake=mistake, detail=detail)
+        resolved.append(v)
+    return resolved
 
 
 def _answer(result: dict[str, Any]) -> tuple[Answer | None, str | None]:
@@ -149,22 +166,24 @@ def _assess_one(exercise: Exercise, inst: Instance, i: int, outcome: OutcomeFn) 
     mismatch = compare(answer, inst.answer, exercise.rtol, exercise.atol)
     if mismatch is None:
         return Verdict(inst.visibility, inst.number, True)
-    slip = match_slip(exercise, inst, answer)
+    slips = match_slips(exercise, inst, answer)
+    matches: dict[str, str] = {}
+    for slip in slips:
+        matches.setdefault(slip.mistake, slip.detail)
     return Verdict(inst.visibility, inst.number, False, problem=mismatch.problem,
-                   mistake=slip.mistake if slip else None, detail=slip.detail if slip else None,
+                   mistake=slips[0].mistake if slips else None, detail=slips[0].detail if slips else None,
                    step=_first_step(exercise, inst, i, mismatch, outcome), where=_where(exercise, mismatch),
-                   max_error=mismatch.max_error)
+                   max_error=mismatch.max_error, matches=tuple(matches.items()))
 
 
-def match_slip(exercise: Exercise, inst: Instance, answer: Answer):
-    """The first slip of the exercise whose answer on ``inst`` equals ``answer``, or None."""
+def match_slips(exercise: Exercise, inst: Instance, answer: Answer) -> list[Slip]:
+    """The slips of the exercise whose answer on ``inst`` equals ``answer``, in the exercise's order."""
+    found = []
     for slip in exercise.slips:
         candidate = slip.compute(**inst.inputs)
-        if candidate is None:
-            continue
-        if compare(answer, numeric(candidate), exercise.rtol, exercise.atol) is None:
-            return slip
-    return None
+        if candidate is not None and compare(answer, numeric(candidate), exercise.rtol, exercise.atol) is None:
+            found.append(slip)
+    return found
 
 
 def _where(exercise: Exercise, mismatch: Mismatch) -> str:

@@ -10,7 +10,8 @@ An exercise cell is a code cell that names its exercise in any of three ways (th
 The batch grader runs only the *definitions* of an exercise cell: its imports, ``def`` and ``class``
 statements, assignments of literal constants and assignments to the graded name. Other top-level
 statements (calls, prints, loops, anything that patches a module) are blanked out, keeping line numbers,
-so a cell's side effects cannot reach the grading of its function.
+so a cell's side effects cannot reach the grading of its function. The definitions of the code cells
+above an exercise cell run first (:func:`definitions`), so helpers defined there are available.
 
 A teacher notebook marks solutions between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` lines;
 :func:`release` replaces each region by a stub and clears the outputs of exercise and solution cells.
@@ -67,10 +68,11 @@ def _source(cell) -> str:
 
 
 def python_source(cell_source: str) -> str:
-    """The cell as plain Python: a leading ``%%bptt`` line blanked, other IPython syntax translated."""
+    """The cell as plain Python: a leading ``%%bptt`` line made a comment (so that line numbers stay those of
+    the cell), other IPython syntax translated."""
     lines = cell_source.split("\n")
     if lines and MAGIC.match(lines[0]):
-        lines[0] = ""
+        lines[0] = "#"
     from IPython.core.inputtransformer2 import TransformerManager
 
     return TransformerManager().transform_cell("\n".join(lines))
@@ -102,15 +104,15 @@ def _binds(node: ast.stmt, name: str) -> bool:
     return False
 
 
-def _is_definition(node: ast.stmt, name: str) -> bool:
+def _is_definition(node: ast.stmt, name: str | None) -> bool:
     if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
         return True
-    if _binds(node, name):
+    if name is not None and _binds(node, name):
         return True
     if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
         try:
             ast.literal_eval(node.value)
-        except ValueError:
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
             return False
         return True
     return False
@@ -127,6 +129,21 @@ def function_source(cell_source: str, name: str) -> str:
     tree = _parse(source)
     if not any(_binds(node, name) for node in tree.body):
         raise SourceError("no-function", f"the cell does not define a function named {name}")
+    return _keep_definitions(source, tree, name)
+
+
+def definitions(cell_source: str) -> str:
+    """The definitions of any code cell (imports, ``def``, ``class``, literal constants), other top-level
+    statements blanked; "" for a cell that is not valid Python. The batch grader runs those of the cells
+    before an exercise cell first, so the exercise's function can use the helpers they define."""
+    try:
+        source = python_source(cell_source)
+        return _keep_definitions(source, _parse(source), None)
+    except (SourceError, ValueError):
+        return ""
+
+
+def _keep_definitions(source: str, tree: ast.Module, name: str | None) -> str:
     kept = [node for node in tree.body if _is_definition(node, name)]
     dropped = [node for node in tree.body if not _is_definition(node, name)]
     kept_lines = {n for node in kept for n in _span(node)}

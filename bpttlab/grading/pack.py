@@ -11,6 +11,8 @@ Registered in ``pyproject.toml`` as the ``bpttlab.exercises`` entry point ``core
 """
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
 from ..engine import bptt, forward
@@ -48,6 +50,23 @@ def _sign_slip(reference) -> Slip:
 def _outer_sum(rows: np.ndarray, inputs: np.ndarray) -> np.ndarray:
     """Σ_k rows[k] inputs[k]ᵀ."""
     return np.einsum("ti,tj->ij", rows, inputs)
+
+
+def _parameter_gradient(name: str, shape: str, title: str, prompt: str, slips: tuple[Slip, ...], points: float,
+                        hint: str) -> Exercise:
+    """An exercise "return dE/d(name) of the whole sequence": ``grad_<name>(W, U, b, V, c, xs, targets)``.
+
+    Besides ``slips``, the answer is checked against the slips every such gradient has: the sign flipped,
+    the answer transposed, and the mean over time instead of the sum."""
+    reference = partial(R.gradient, name)
+    common = (_sign_slip(reference),
+              Slip("transposed", f"returned (dE/d{name})ᵀ", _transposed(reference)),
+              Slip("mean_instead_of_sum", "divided by T", partial(R.gradient, name, reduction="mean")))
+    return Exercise(
+        id=f"grad-{name}", title=title, chapter="2 Backpropagation through time", prompt=prompt,
+        function=f"grad_{name}", signature=f"grad_{name}({ELMAN_ARGS}) -> ndarray {shape}", parameter=name,
+        generate=elman_problem, reference=reference, slips=(*slips, *common), points=points, hints=(hint,),
+        timeline=PREFIX)
 
 
 # -- 1. forward pass --------------------------------------------------------------------------------
@@ -112,26 +131,17 @@ TOTAL_LOSS = Exercise(
 # -- 3. dE/dV ---------------------------------------------------------------------------------------
 
 
-def _grad_V(**kw):
-    return R.gradient("V", **kw)
-
-
-GRAD_V = Exercise(
-    id="grad-V", title="dE/dV: the output layer", chapter="2 Backpropagation through time",
-    prompt="Return dE/dV (shape (O, H)). V is used only by the output of its own step, so "
-           "dE/dV = Σ_t (o_t - y_t) h_tᵀ: no implicit terms.",
-    function="grad_V", signature=f"grad_V({ELMAN_ARGS}) -> ndarray (O, H)", parameter="V",
-    generate=elman_problem, reference=_grad_V,
+GRAD_V = _parameter_gradient(
+    "V", "(O, H)", "dE/dV: the output layer",
+    "Return dE/dV (shape (O, H)). V is used only by the output of its own step, so "
+    "dE/dV = Σ_t (o_t - y_t) h_tᵀ: no implicit terms.",
     slips=(
-        _sign_slip(_grad_V),
-        Slip("transposed", "returned (dE/dV)ᵀ, shape (H, O)", _transposed(_grad_V)),
         Slip("off_by_one_time", "h_{t-1} where h_t belongs: Σ_t (o_t - y_t) h_{t-1}ᵀ",
              _unrolled(lambda u, **kw: _outer_sum(u.obar, u.h[:-1]))),
         Slip("no_accumulation", "only the last step's term (o_T - y_T) h_Tᵀ",
              _unrolled(lambda u, **kw: np.outer(u.obar[-1], u.h[-1]))),
-        Slip("mean_instead_of_sum", "divided by T", lambda **kw: R.gradient("V", reduction="mean", **kw)),
     ),
-    points=1.0, hints=("np.outer(o_t - y_t, h_t) is one step's term.",), timeline=PREFIX,
+    points=1.0, hint="np.outer(o_t - y_t, h_t) is one step's term.",
 )
 
 # -- 4. dE/dh_t -------------------------------------------------------------------------------------
@@ -275,10 +285,6 @@ GRAD_ET_W = Exercise(
 # -- 7. dE/dW ---------------------------------------------------------------------------------------
 
 
-def _grad_W(**kw):
-    return R.gradient("W", **kw)
-
-
 def _full_slip(name: str, derivative=tanh_derivative, recurrent_transposed=True):
     """dE/d(name) for W or U with a slipped backward recursion."""
     def compute(u, W, V, xs, **kw):
@@ -287,61 +293,49 @@ def _full_slip(name: str, derivative=tanh_derivative, recurrent_transposed=True)
     return _unrolled(compute)
 
 
-GRAD_W = Exercise(
-    id="grad-W", title="dE/dW by backpropagation through time", chapter="2 Backpropagation through time",
-    prompt="Return dE/dW (shape (H, H)) for E = Σ_t E_t. With ā_t = dE/da_t from the backward recursion "
-           "ā_t = f'(a_t) ⊙ (Vᵀ(o_t - y_t) + Wᵀ ā_{t+1}), dE/dW = Σ_t ā_t h_{t-1}ᵀ.",
-    function="grad_W", signature=f"grad_W({ELMAN_ARGS}) -> ndarray (H, H)", parameter="W",
-    generate=elman_problem, reference=_grad_W,
-    slips=(
+def _backward_slips(name: str) -> tuple[Slip, ...]:
+    """The slips dE/dW and dE/dU share: the implicit paths left out, or a wrong backward recursion for ā_t."""
+    return (
         Slip("explicit_only", "only the explicit terms Σ_t C[t][t]",
-             lambda **kw: np.trace(R.contribution_table("W", **kw), axis1=0, axis2=1)),
-        *(Slip(m, d, _full_slip("W", derivative=f)) for m, d, f in derivative_slips()),
-        Slip("transposed", "returned (dE/dW)ᵀ", _transposed(_grad_W)),
-        Slip("transposed", "W ā_{t+1} instead of Wᵀ ā_{t+1} going back", _full_slip("W", recurrent_transposed=False)),
+             lambda **kw: np.trace(R.contribution_table(name, **kw), axis1=0, axis2=1)),
+        *(Slip(m, d, _full_slip(name, derivative=f)) for m, d, f in derivative_slips()),
+        Slip("transposed", "W ā_{t+1} instead of Wᵀ ā_{t+1} going back", _full_slip(name, recurrent_transposed=False)),
+    )
+
+
+GRAD_W = _parameter_gradient(
+    "W", "(H, H)", "dE/dW by backpropagation through time",
+    "Return dE/dW (shape (H, H)) for E = Σ_t E_t. With ā_t = dE/da_t from the backward recursion "
+    "ā_t = f'(a_t) ⊙ (Vᵀ(o_t - y_t) + Wᵀ ā_{t+1}), dE/dW = Σ_t ā_t h_{t-1}ᵀ.",
+    slips=(
+        *_backward_slips("W"),
         Slip("off_by_one_time", "h_t in place of h_{t-1}: Σ_t ā_t h_tᵀ",
              _unrolled(lambda u, **kw: _outer_sum(u.abar, u.h[1:]))),
         Slip("no_accumulation", "only the last copy's term ā_T h_{T-1}ᵀ",
              _unrolled(lambda u, **kw: np.outer(u.abar[-1], u.h[-2]))),
-        Slip("mean_instead_of_sum", "divided by T", lambda **kw: R.gradient("W", reduction="mean", **kw)),
-        _sign_slip(_grad_W),
         Slip("elementwise_product", "ā_t * h_{t-1} (elementwise) instead of the outer product ā_t h_{t-1}ᵀ",
              _unrolled(lambda u, **kw: np.sum(u.abar * u.h[:-1], axis=0))),
     ),
-    points=3.0,
-    hints=("Check your answer against bl.bptt(net, xs, targets).grads['W'] on your own example.",),
-    timeline=PREFIX,
+    points=3.0, hint="Check your answer against bl.bptt(net, xs, targets).grads['W'] on your own example.",
 )
 
 # -- 8. dE/dU ---------------------------------------------------------------------------------------
 
 
-def _grad_U(**kw):
-    return R.gradient("U", **kw)
-
-
-GRAD_U = Exercise(
-    id="grad-U", title="dE/dU: the input weights", chapter="2 Backpropagation through time",
-    prompt="Return dE/dU (shape (H, D)). U is shared by every step like W: dE/dU = Σ_t ā_t x_tᵀ with the "
-           "same ā_t = dE/da_t as for W.",
-    function="grad_U", signature=f"grad_U({ELMAN_ARGS}) -> ndarray (H, D)", parameter="U",
-    generate=elman_problem, reference=_grad_U,
+GRAD_U = _parameter_gradient(
+    "U", "(H, D)", "dE/dU: the input weights",
+    "Return dE/dU (shape (H, D)). U is shared by every step like W: dE/dU = Σ_t ā_t x_tᵀ with the "
+    "same ā_t = dE/da_t as for W.",
     slips=(
-        Slip("explicit_only", "only the explicit terms Σ_t C[t][t]",
-             lambda **kw: np.trace(R.contribution_table("U", **kw), axis1=0, axis2=1)),
-        *(Slip(m, d, _full_slip("U", derivative=f)) for m, d, f in derivative_slips()),
-        Slip("transposed", "returned (dE/dU)ᵀ, shape (D, H)", _transposed(_grad_U)),
-        Slip("transposed", "W ā_{t+1} instead of Wᵀ ā_{t+1} going back", _full_slip("U", recurrent_transposed=False)),
+        *_backward_slips("U"),
         Slip("off_by_one_time", "x_{t-1} in place of x_t: Σ_t ā_t x_{t-1}ᵀ",
              _unrolled(lambda u, xs, **kw: _outer_sum(u.abar[1:], np.asarray(xs)[:-1]))),
         Slip("no_accumulation", "only the last copy's term ā_T x_Tᵀ",
              _unrolled(lambda u, xs, **kw: np.outer(u.abar[-1], xs[-1]))),
         Slip("no_accumulation", "only the first copy's term ā_1 x_1ᵀ",
              _unrolled(lambda u, xs, **kw: np.outer(u.abar[0], xs[0]))),
-        Slip("mean_instead_of_sum", "divided by T", lambda **kw: R.gradient("U", reduction="mean", **kw)),
-        _sign_slip(_grad_U),
     ),
-    points=2.0, hints=("Only the last factor changes from dE/dW: x_t instead of h_{t-1}.",), timeline=PREFIX,
+    points=2.0, hint="Only the last factor changes from dE/dW: x_t instead of h_{t-1}.",
 )
 
 # -- 9. truncated dE/dW -----------------------------------------------------------------------------
@@ -366,7 +360,7 @@ TRUNCATED_GRAD_W = Exercise(
     slips=(
         Slip("wrong_truncation", "one copy too few (k2 - 1)", lambda k2, **kw: _truncated_W(k2 - 1, **kw)),
         Slip("wrong_truncation", "one copy too many (k2 + 1)", lambda k2, **kw: _truncated_W(k2 + 1, **kw)),
-        Slip("wrong_truncation", "not truncated at all", lambda k2, **kw: _grad_W(**kw)),
+        Slip("wrong_truncation", "not truncated at all", lambda k2, **kw: R.gradient("W", **kw)),
         Slip("explicit_only", "only the explicit terms (as if k2 = 1)", lambda k2, **kw: _truncated_W(1, **kw)),
         Slip("mean_instead_of_sum", "divided by T",
              lambda k2, **kw: R.gradient("W", k2=k2, reduction="mean", **kw)),

@@ -122,8 +122,13 @@ def _decode_array(obj: Any) -> np.ndarray:
     return data.reshape(obj["shape"])
 
 
-def _define(source: str, function: str, filename: str):
+def _define(source: str, function: str, filename: str, prelude: list[tuple[str, str]]):
     namespace: dict[str, Any] = {"__name__": "__student__", "np": np, "numpy": np}
+    for cell_name, cell_source in prelude:  # helpers from earlier cells; one that fails is left out
+        try:
+            exec(compile(cell_source, cell_name, "exec"), namespace)  # noqa: S102
+        except (Exception, SystemExit):
+            continue
     exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - this process exists to run it
     fn = namespace.get(function)
     if not callable(fn):
@@ -131,7 +136,17 @@ def _define(source: str, function: str, filename: str):
     return fn
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to kill this process when the grader dies (a killed grader leaves no runaway loop)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def _serve(result_fd: int) -> None:
+    _die_with_parent()
     jobs = pickle.loads(sys.stdin.buffer.read())
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
@@ -139,7 +154,7 @@ def _serve(result_fd: int) -> None:
     for job in jobs:
         record: dict[str, Any] = {"exercise": job["exercise"]}
         try:
-            fn = _define(job["source"], job["function"], f"<exercise {job['exercise']}>")
+            fn = _define(job["source"], job["function"], f"<exercise {job['exercise']}>", job["prelude"])
         except (Exception, SystemExit) as exc:
             record["error"] = describe_exception(exc)
         else:
@@ -169,12 +184,14 @@ class ExerciseRun:
 
 @dataclass
 class Job:
-    """One exercise to run: its id, the function's source and name, and the inputs of each call."""
+    """One exercise to run: its id, the function's source and name, the inputs of each call, and the
+    (name, source) of definitions to run before the function's source (helpers from earlier cells)."""
 
     exercise: str
     source: str
     function: str
     calls: list[dict[str, Any]] = field(default_factory=list)
+    prelude: list[tuple[str, str]] = field(default_factory=list)
 
 
 class Sandbox:
