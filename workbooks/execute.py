@@ -5,6 +5,7 @@ editing a chapter, run this (from the repository root or from workbooks/)::
 
     python workbooks/execute.py                 # every chapter
     python workbooks/execute.py 04-*.ipynb      # some of them
+    python workbooks/execute.py --no-write      # only time each chapter; nothing is written
 
 Each notebook runs top to bottom in a fresh ``bpttlab`` kernel with the workbooks folder as its working
 directory; the kernelspec metadata is set to BPTT Lab, and the run time of each chapter is printed. A
@@ -25,14 +26,16 @@ HERE = Path(__file__).resolve().parent
 KERNELSPEC = {"name": "bpttlab", "display_name": "BPTT Lab (Python 3)", "language": "python"}
 
 
-def execute(path: Path, timeout: int) -> float:
-    """Execute the notebook at ``path`` in place and return its wall time in seconds."""
+def execute(path: Path, timeout: int, write: bool = True) -> float:
+    """Execute the notebook at ``path`` (in place unless ``write`` is False) and return its wall time in
+    seconds, kernel start included."""
     nb = nbformat.read(path, as_version=4)
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
     start = time.perf_counter()
     NotebookClient(nb, kernel_name="bpttlab", timeout=timeout, resources={"metadata": {"path": str(HERE)}}).execute()
     elapsed = time.perf_counter() - start
-    nbformat.write(nb, path)
+    if write:
+        nbformat.write(nb, path)
     return elapsed
 
 
@@ -40,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="*", help="chapter files or globs relative to workbooks/ (default: all)")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per cell (default 600)")
+    parser.add_argument("--no-write", dest="write", action="store_false",
+                        help="execute and time the chapters without writing them back")
     args = parser.parse_args(argv)
     patterns = args.notebooks or ["[0-9][0-9]-*.ipynb"]
     paths = sorted({p for pattern in patterns for p in HERE.glob(Path(pattern).name)})
@@ -48,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     for path in paths:
         try:
-            print(f"{path.name}: {execute(path, args.timeout):.1f} s", flush=True)
+            print(f"{path.name}: {execute(path, args.timeout, args.write):.1f} s", flush=True)
         except CellExecutionError as err:
             failed += 1
             print(f"{path.name}: FAILED, left unchanged\n{err}", file=sys.stderr, flush=True)
