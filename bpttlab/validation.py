@@ -99,6 +99,26 @@ def reduction(value) -> str:
     return value
 
 
+@dataclass(frozen=True)
+class Problem:
+    """The validated inputs of a pass: batch, s0 (B, S), the Loss, targets y and the reduction."""
+
+    batch: Batch
+    s0: np.ndarray
+    loss: Loss
+    y: np.ndarray
+    reduction: str
+
+
+def problem(net: Network, xs, y, loss, red, h0) -> Problem:
+    """Check the network, the inputs xs, h0, the loss, the targets y and the reduction red, in that order."""
+    check_network(net)
+    batch = inputs(net, xs)
+    s0 = initial_state(net, h0, batch)
+    loss_obj = loss_plugin(loss)
+    return Problem(batch, s0, loss_obj, targets(loss_obj, y, net, batch), reduction(red))
+
+
 def positive_int(value, name: str, allow_none: bool = False) -> int | None:
     if value is None and allow_none:
         return None

@@ -119,6 +119,12 @@ def test_check_compares_with_sympy():
         assert float(row[-2]) < 1e-6 and float(row[-3]) < 1e-6
 
 
+def test_check_beyond_the_derivable_sizes_says_how_to_go_on():
+    out = run("check", "--cell", "jordan", "--hidden", "3", "--T", "4")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "e.g. size=(1, 2, 1)" in out.stderr and "pass --no-sympy" in out.stderr
+
+
 def test_kernel_install_prefix_writes_the_kernelspec(tmp_path):
     out = run("kernel", "install", "--prefix", str(tmp_path))
     assert out.returncode == 0, out.stderr
