@@ -49,15 +49,25 @@ def identifier(text: str) -> str:
     return text
 
 
-def sizes(text: str) -> tuple[int, int, int]:
-    """``D,H,O``: three positive integers."""
+def _positive_ints(text: str, names: str, count: str) -> tuple[int, ...]:
+    """``text`` as comma-separated positive integers, one per letter of ``names``."""
     try:
         values = tuple(int(p) for p in text.split(","))
     except ValueError:
         values = ()
-    if len(values) != 3 or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected D,H,O: three positive integers, got {text!r}")
+    if len(values) != len(names) or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected {','.join(names)}: {count} positive integers, got {text!r}")
     return values
+
+
+def sizes(text: str) -> tuple[int, int, int]:
+    """``D,H,O``: three positive integers."""
+    return _positive_ints(text, "DHO", "three")
+
+
+def bench_size(text: str) -> tuple[int, int, int, int, int]:
+    """``D,H,O,T,B``: five positive integers (a size of ``bpttlab bench``)."""
+    return _positive_ints(text, "DHOTB", "five")
 
 
 def clip(text: str) -> tuple[str, float]:

@@ -27,8 +27,8 @@ from numba import njit
 
 from ..activations import dact as _dact
 from .base import Cell, FullPass
-from .kernels import (KERNEL_OPTIONS, Scratch, activate, add_rows, clip_rows, column_sums, loss_rows, matmul_nn,
-                      matmul_nt, matmul_tn, matvec_t_add, nonfinite_probe, require_code, step_times_add,
+from .kernels import (KERNEL_OPTIONS, Recycler, Scratch, activate, add_rows, clip_rows, column_sums, loss_rows,
+                      matmul_nn, matmul_nt, matmul_tn, matvec_t_add, nonfinite_probe, require_code, step_times_add,
                       sum_squares, times_derivative)
 
 
@@ -146,6 +146,7 @@ def _truncated(W, A, Hs, G, code, k2, tau, dA, carry):
 
 
 _SCRATCH = Scratch()
+_RESULTS = Recycler()
 
 
 class ElmanCell(Cell):
@@ -171,7 +172,7 @@ class ElmanCell(Cell):
         code = require_code(act, self.name)
         T, B, _ = xs.shape
         H, O = params["W"].shape[0], params["V"].shape[0]
-        A, Hs, Out = np.empty((T, B, H)), np.empty((T + 1, B, H)), np.empty((T, B, O))
+        A, Hs, Out = _RESULTS.take((T, B, H), (T + 1, B, H), (T, B, O))
         _forward(params["W"], params["U"], params["b"], params["V"], params["c"], xs, s0, code, A, Hs, Out)
         return {"states": Hs, "h": Hs, "a": A, "outputs": Out}
 
@@ -181,8 +182,7 @@ class ElmanCell(Cell):
         T, B, _ = xs.shape
         W, V = params["W"], params["V"]
         H, O = W.shape[0], V.shape[0]
-        A, Hs, Out = np.empty((T, B, H)), np.empty((T + 1, B, H)), np.empty((T, B, O))
-        dO, E, losses = np.empty((T, B, O)), np.empty((T, B)), np.empty(T)
+        A, Hs, Out, dO, E, losses = _RESULTS.take((T, B, H), (T + 1, B, H), (T, B, O), (T, B, O), (T, B), (T,))
         grads = {name: np.empty(params[name].shape) for name in ("W", "U", "b", "V", "c")}
         probe, first_bad, loss, norm2 = _full_bptt(
             W, params["U"], params["b"], V, params["c"], xs, y, s0, act.code, scale, A, Hs, Out, dO,
