@@ -330,7 +330,7 @@ def grad_U_previous_input(W, U, b, V, c, xs, targets):
 # -- truncated dE/dW --------------------------------------------------------------------------------------
 
 
-def _truncated(W, U, b, V, c, xs, targets, copies):
+def _truncated(W, U, b, V, c, xs, targets, copies, recurrent="W.T"):
     hs = _states(W, U, b, xs)
     dW = np.zeros_like(W)
     for t in range(len(xs)):
@@ -338,7 +338,7 @@ def _truncated(W, U, b, V, c, xs, targets, copies):
         for k in range(t, max(-1, t - copies), -1):
             da = (1 - hs[k + 1] ** 2) * dh
             dW += np.outer(da, hs[k])
-            dh = W.T @ da
+            dh = W.T @ da if recurrent == "W.T" else W @ da
     return dW
 
 
@@ -360,6 +360,10 @@ def truncated_grad_W_not_truncated(W, U, b, V, c, xs, targets, k2):
 
 def truncated_grad_W_mean(W, U, b, V, c, xs, targets, k2):
     return _truncated(W, U, b, V, c, xs, targets, k2) / len(xs)
+
+
+def truncated_grad_W_W_not_transposed(W, U, b, V, c, xs, targets, k2):
+    return _truncated(W, U, b, V, c, xs, targets, k2, recurrent="W")
 
 
 # -- clipping ------------------------------------------------------------------------------------------
@@ -392,7 +396,7 @@ def clip_values(grads, tau):
 # -- TBPTT update --------------------------------------------------------------------------------------------
 
 
-def _tbptt(W, U, b, V, c, xs, targets, k1, k2, lr, per_loss=False):
+def _tbptt(W, U, b, V, c, xs, targets, k1, k2, lr, per_loss=False, recurrent="W.T"):
     hs = _states(W, U, b, xs)
     T = len(xs)
     g = {"W": np.zeros_like(W), "U": np.zeros_like(U), "b": np.zeros_like(b), "V": np.zeros_like(V),
@@ -408,7 +412,7 @@ def _tbptt(W, U, b, V, c, xs, targets, k1, k2, lr, per_loss=False):
             g["W"] += np.outer(da, hs[k])
             g["U"] += np.outer(da, xs[k])
             g["b"] += da
-            dh = W.T @ da
+            dh = W.T @ da if recurrent == "W.T" else W @ da
     params = {"W": W, "U": U, "b": b, "V": V, "c": c}
     return {k: params[k] - lr * g[k] for k in params}
 
@@ -435,6 +439,10 @@ def tbptt_update_plus(W, U, b, V, c, xs, targets, k1, k2, lr):
 
 def tbptt_update_mean(W, U, b, V, c, xs, targets, k1, k2, lr):
     return _tbptt(W, U, b, V, c, xs, targets, k1, k2, lr / k1)
+
+
+def tbptt_update_W_not_transposed(W, U, b, V, c, xs, targets, k1, k2, lr):
+    return _tbptt(W, U, b, V, c, xs, targets, k1, k2, lr, recurrent="W")
 
 
 # -- GRU update gate ------------------------------------------------------------------------------------------
@@ -530,6 +538,7 @@ MISTAKES = [
     ("truncated-grad-W", truncated_grad_W_one_long, "wrong_truncation"),
     ("truncated-grad-W", truncated_grad_W_not_truncated, "wrong_truncation"),
     ("truncated-grad-W", truncated_grad_W_mean, "mean_instead_of_sum"),
+    ("truncated-grad-W", truncated_grad_W_W_not_transposed, "transposed"),
     ("clip-norm", clip_each, "per_tensor_clipping"),
     ("clip-norm", clip_always, "always_rescaled"),
     ("clip-norm", clip_values, "clipped_by_value"),
@@ -538,6 +547,7 @@ MISTAKES = [
     ("tbptt-update", tbptt_update_last_loss, "no_accumulation"),
     ("tbptt-update", tbptt_update_plus, "sign_flipped"),
     ("tbptt-update", tbptt_update_mean, "mean_instead_of_sum"),
+    ("tbptt-update", tbptt_update_W_not_transposed, "transposed"),
     ("gru-update-gate", gru_grad_Wz_no_derivative, "activation_derivative_missing"),
     ("gru-update-gate", gru_grad_Wz_tanh_derivative, "activation_derivative_wrong"),
     ("gru-update-gate", gru_grad_Wz_n_minus_h, "sign_flipped"),

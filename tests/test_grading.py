@@ -147,9 +147,10 @@ def expected_where(ex: Exercise, answer, right_answer) -> set[str]:
     entries whose error ties with the largest, up to rounding)."""
     name = ex.parameter
     if isinstance(right_answer, dict):
-        name = next(k for k in ("W", "U", "b", "V", "c", *right_answer) if k in right_answer
-                    and _differs(answer[k], right_answer[k]))
-        answer, right_answer = answer[name], right_answer[name]
+        key = next(k for k in ("W", "U", "b", "V", "c", *right_answer) if k in right_answer
+                   and _differs(answer[k], right_answer[k]))
+        name = f"{ex.parameter}[{key!r}]"
+        answer, right_answer = answer[key], right_answer[key]
     answer, right_answer = np.asarray(answer, dtype=float), np.asarray(right_answer, dtype=float)
     if answer.shape != right_answer.shape or answer.ndim == 0:
         return {name}
@@ -178,10 +179,98 @@ def test_each_mistake_is_diagnosed_with_its_first_step_and_parameter(exercise_id
     main = fb.main
     text = fb.text
     assert f"Diagnosis: {CATALOGUE[mistake].title}" in text
-    assert CATALOGUE[mistake].hint in text
+    slip = ex.slip(main.mistake, main.detail)
+    assert f"Hint: {slip.hint or CATALOGUE[mistake].hint}" in text
     if main.step is not None:
         assert f"at t = {main.step}" in text
-    assert f"in {main.where}" in text
+    if main.max_error is not None:
+        assert main.where in text
+    else:
+        assert main.problem in text  # e.g. a wrong shape
+    lines = text.splitlines()
+    assert len(lines) == len(set(lines))  # nothing said twice
+    hints = [line[len("Hint: "):].rstrip(".").lower() for line in lines if line.startswith("Hint: ")]
+    assert not any(a != b and a in b for a in hints for b in hints), hints
+    assert f"{CATALOGUE[mistake].title}: {CATALOGUE[mistake].title}" not in text
+
+
+def test_no_slip_detail_repeats_its_mistake_title():
+    for ex in bl.registry.exercises.get("core").exercises:
+        for slip in ex.slips:
+            assert slip.detail.strip().lower() != CATALOGUE[slip.mistake].title.lower(), (ex.id, slip.detail)
+
+
+def _location_line(fb) -> str:
+    return next(line for line in fb.text.splitlines() if "goes wrong" in line or "largest error" in line)
+
+
+@pytest.mark.parametrize("exercise_id, student, array, symbol", [
+    ("forward-pass", S.rnn_forward_transposed, "hs", "h"),
+    ("grad-hidden", S.grad_hidden_W_not_transposed, "dhs", "dE/dh"),
+])
+def test_location_of_a_time_indexed_answer_keeps_time_1_based_and_indices_0_based(exercise_id, student, array,
+                                                                                    symbol):
+    fb = bl.grade(exercise_id, student, hidden_seed=SEED)
+    line = _location_line(fb)
+    main = fb.main
+    # the first wrong step t names row t - 1 of the array, which is the maths quantity at time t
+    step = re.search(rf"at t = (\d+) \({re.escape(array)}\[(\d+)\] is {re.escape(symbol)}_(\d+)\)", line)
+    assert step, line
+    t, row, t_again = map(int, step.groups())
+    assert t == main.step and row == t - 1 and t_again == t
+    # the largest error: row r, entry j of the array is the maths quantity at time r + 1, entry j
+    entry = re.search(rf"is in {re.escape(array)}\[(\d+), (\d+)\], which is {re.escape(symbol)}_(\d+)\[(\d+)\]",
+                      line)
+    assert entry, line
+    r, j, t_entry, j_again = map(int, entry.groups())
+    inst = instances(exercise_id)[0]
+    err = np.abs(np.asarray(student(**inst.inputs)) - np.asarray(S.CORRECT[exercise_id](**inst.inputs)))
+    assert err[r, j] == pytest.approx(err.max()) and t_entry == r + 1 and j_again == j
+    assert not re.search(rf"(?<![\w/]){re.escape(symbol)}\[", line)  # no maths name indexed like an array
+
+
+def test_location_of_a_parameter_gradient_names_the_prefix_and_the_entry():
+    fb = bl.grade("grad-W", S.grad_W_explicit_only, hidden_seed=SEED)
+    line = _location_line(fb)
+    assert line.startswith("It first goes wrong at t = 3: on x_1..x_3 alone (xs[:3]) your function already differs")
+    assert re.search(r"the largest error, [\d.e-]+, is in dE/dW\[\d, \d\] \(public instance 1\)\.$", line), line
+    fb = bl.grade("tbptt-update", S.tbptt_update_plus, hidden_seed=SEED)
+    assert re.search(r"^The largest error, [\d.e-]+, is in params\['W'\]\[\d, \d\] \(public instance 1\)\.$",
+                     _location_line(fb)), fb.text
+
+
+@pytest.mark.parametrize("exercise_id, student, says, never", [
+    ("forward-pass", S.rnn_forward_transposed, ["W @ h"], ["dE/dW", "going back", "backward"]),
+    ("forward-pass", S.rnn_forward_elementwise, ["W @ h"], ["dE/dW", "outer", "delta"]),
+    ("explicit-dh-dW", S.explicit_dh_dW_transposed, ["J[i, j, k]"], ["dE/dW", "going back"]),
+    ("total-loss", S.total_loss_overwritten, ["E += E_t"], ["parameter"]),
+    ("total-loss", S.total_loss_mean, ["Drop the division"], ["1/T"]),
+    ("grad-hidden", S.grad_hidden_no_future, ["dE/dh_{t+1}"], ["C[t][t]", "every copy"]),
+    ("grad-Et-W", S.grad_Et_W_explicit_only, ["dE_t/dh_{k-1}"], ["its own loss"]),
+    ("grad-V", S.grad_V_outer_swapped, ["np.outer(o_t - y_t, h_t)"], ["a_t = W h_{t-1}"]),
+    ("truncated-grad-W", S.truncated_grad_W_W_not_transposed, ["W.T @ ā"], []),
+    ("tbptt-update", S.tbptt_update_W_not_transposed, ["W.T @ ā"], []),
+    ("tbptt-update", S.tbptt_update_per_loss, ["same copy T-k2+1"], ["E_t keeps the copies"]),
+    ("truncated-grad-W", S.truncated_grad_W_one_short, ["k = t-k2+1"], ["TBPTT"]),
+    ("explicit-dh-dW", S.explicit_dh_dW_no_derivative, ["∂⁺h_t/∂W needs"], ["dE/dh_t"]),
+    ("tbptt-update", S.tbptt_update_last_loss, ["k1 losses"], ["shared by every copy"]),
+    ("tbptt-update", S.tbptt_update_mean, ["Drop the division"], ["1/T"]),
+    ("tbptt-update", S.tbptt_update_plus, ["θ - lr · g"], ["o_t - y_t"]),
+    ("gru-update-gate", S.gru_grad_Wz_no_derivative, ["σ'(a_z) = z(1 - z)"], ["h_t = f(a_t)", "f'(a_t)"]),
+    ("gru-update-gate", S.gru_grad_Wz_n_minus_h, ["∂h_t/∂z = h_{t-1} - n"], ["o_t - y_t"]),
+    ("gru-update-gate", S.gru_grad_Wz_new_state, ["h_prev"], ["xs[0]"]),
+    ("gru-update-gate", S.gru_grad_Wz_elementwise, ["np.outer(ā_z, h_prev)"], ["dE/dW =", "W h_{t-1}"]),
+])
+def test_hints_speak_about_the_exercise_at_hand(exercise_id, student, says, never):
+    fb = bl.grade(exercise_id, student, hidden_seed=SEED)
+    hints = [line for line in fb.text.splitlines() if line.startswith("Hint:")]
+    advice = "\n".join([*hints, *fb.diagnosis_lines()])
+    for phrase in says:
+        assert phrase in advice, fb.text
+    for phrase in never:
+        assert phrase not in advice, fb.text
+
+
 
 
 def test_explicit_only_goes_wrong_where_the_first_implicit_term_is_nonzero():

@@ -4,8 +4,10 @@ For each instance the student's answer is compared with the reference (shape, th
 :math:`atol + rtol \max|r|`). A wrong answer is compared with the answer of every slip the exercise lists
 (:mod:`bpttlab.grading.mistakes`); the first one it equals names the mistake. Then the answer is located:
 
-* the parameter: the first entry of the answer (in the reference's order) that is wrong, and within it
-  the entry with the largest error, e.g. ``W[1, 0]``;
+* the entry: the first array of the answer (in the reference's order) that is wrong, and within it the
+  entry with the largest error, named as the student's code indexes it, 0-based (``dE/dW[1, 0]``,
+  ``params['W'][1, 0]``, ``hs[2, 0]``), and, for an answer indexed by time, in the maths too, where time
+  is 1-based (``hs[2, 0]`` is ``h_3[0]``);
 * the time step: the first t at which the function disagrees with the reference on the instance cut to
   its first t steps (:class:`~bpttlab.grading.exercise.Timeline` "prefix"), or the first wrong row of an
   answer indexed by time ("rows").
@@ -60,7 +62,8 @@ class Verdict:
         mistake: the catalogue key of the diagnosed mistake, or None.
         detail: the slip's description.
         step: the first time step (1-based) where it goes wrong, when the exercise has time in it.
-        where: the parameter and entry where it goes wrong, e.g. "W[1, 0]".
+        where: the entry with the largest error, 0-based as in code: "dE/dW[1, 0]", "hs[2, 0]".
+        entry: the same entry in the maths, 1-based in time ("h_3[0]"), when the answer is indexed by time.
         max_error: the largest absolute error, when the shapes agree.
         raised: the function raised (or returned something that is not numbers).
         matches: every (mistake, detail) whose slip gives this answer, in the exercise's order; when
@@ -75,6 +78,7 @@ class Verdict:
     detail: str | None = None
     step: int | None = None
     where: str | None = None
+    entry: str | None = None
     max_error: float | None = None
     raised: bool = False
     matches: tuple[tuple[str, str], ...] = ()
@@ -173,7 +177,7 @@ def _assess_one(exercise: Exercise, inst: Instance, i: int, outcome: OutcomeFn) 
     return Verdict(inst.visibility, inst.number, False, problem=mismatch.problem,
                    mistake=slips[0].mistake if slips else None, detail=slips[0].detail if slips else None,
                    step=_first_step(exercise, inst, i, mismatch, outcome), where=_where(exercise, mismatch),
-                   max_error=mismatch.max_error, matches=tuple(matches.items()))
+                   entry=_entry(exercise, mismatch), max_error=mismatch.max_error, matches=tuple(matches.items()))
 
 
 def match_slips(exercise: Exercise, inst: Instance, answer: Answer) -> list[Slip]:
@@ -187,10 +191,19 @@ def match_slips(exercise: Exercise, inst: Instance, answer: Answer) -> list[Slip
 
 
 def _where(exercise: Exercise, mismatch: Mismatch) -> str:
-    name = mismatch.key or exercise.parameter
+    name = exercise.parameter if mismatch.key is None else f"{exercise.parameter}[{mismatch.key!r}]"
     if mismatch.index:
         return f"{name}[{', '.join(map(str, mismatch.index))}]"
     return name
+
+
+def _entry(exercise: Exercise, mismatch: Mismatch) -> str | None:
+    """Row r of an answer indexed by time is step t = r + 1: ``hs[2, 0]`` is ``h_3[0]``."""
+    tl = exercise.timeline
+    if tl is None or tl.mode != "rows" or tl.symbol is None or not mismatch.index or mismatch.key is not None:
+        return None
+    row, *rest = mismatch.index
+    return tl.symbol.format(t=row + 1) + (f"[{', '.join(map(str, rest))}]" if rest else "")
 
 
 def _first_step(exercise: Exercise, inst: Instance, i: int, mismatch: Mismatch, outcome: OutcomeFn) -> int | None:

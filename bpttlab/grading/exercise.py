@@ -32,11 +32,15 @@ class Slip:
         mistake: the key of the mistake in :data:`bpttlab.grading.mistakes.CATALOGUE`.
         detail: what exactly was done, in the exercise's terms ("h_t used where h_{t-1} belongs").
         compute: ``compute(**inputs) -> Answer``, the answer this slip produces on an instance.
+        hint: how to fix this slip in this exercise; when None, the catalogue's hint for the mistake.
+        explanation: what the mistake is, in this exercise; when None, the catalogue's explanation.
     """
 
     mistake: str
     detail: str
     compute: Callable[..., Answer]
+    hint: str | None = None
+    explanation: str | None = None
 
 
 @dataclass(frozen=True)
@@ -49,13 +53,15 @@ class Timeline:
       the first n at which it disagrees with the reference is the step. ``args`` are the arguments cut
       to n rows; ``step_arg`` (e.g. ``"t"``, the loss asked for) is set to n and bounds the search.
     * ``"rows"``: the answer's first axis is time; the first row that disagrees is the step, or the
-      last one when ``backward`` (a quantity computed from t = T down, like dE/dh_t).
+      last one when ``backward`` (a quantity computed from t = T down, like dE/dh_t). ``symbol`` names
+      row t in the maths, a format string of t: ``"h_{t}"`` says that row 0 of the answer is h_1.
     """
 
     mode: str
     args: tuple[str, ...] = ("xs", "targets")
     step_arg: str | None = None
     backward: bool = False
+    symbol: str | None = None
 
     def steps(self, inputs: Mapping[str, Any]) -> int:
         """How many prefixes an instance has (prefix mode)."""
@@ -87,7 +93,9 @@ class Exercise:
         prompt: what to compute, with the maths (Markdown with LaTeX).
         function: the name of the function the student defines.
         signature: the call, e.g. ``"grad_W(W, U, b, V, c, xs, targets) -> ndarray (H, H)"``.
-        parameter: what the answer is the gradient of, or is called, for messages ("W", "E", "h").
+        parameter: the name of the answer in messages, as the student's code indexes it (0-based):
+            ``"dE/dW"`` gives ``dE/dW[1, 0]``, ``"hs"`` gives ``hs[2, 0]``, and a dict answer
+            ``"params"`` gives ``params['W'][1, 0]``.
         generate: ``generate(rng) -> dict`` of keyword arguments: one random instance.
         reference: ``reference(**inputs) -> Answer``.
         slips: the catalogued mistakes that apply, each computed from the reference quantities.
@@ -127,6 +135,10 @@ class Exercise:
 
     def __repr__(self) -> str:
         return f"Exercise({self.id!r}: {self.title}; {self.signature})"
+
+    def slip(self, mistake: str, detail: str) -> Slip | None:
+        """The exercise's slip with this mistake and detail (what a verdict records), or None."""
+        return next((s for s in self.slips if (s.mistake, s.detail) == (mistake, detail)), None)
 
 
 @dataclass(frozen=True)

@@ -96,27 +96,62 @@ class Feedback:
             return [f"Your function failed on {which}: {main.problem}"]
         lines = []
         if main.mistake:
-            mistake = CATALOGUE[main.mistake]
-            lines.append(f"Diagnosis: {mistake.title}: {main.detail}.")
+            title = CATALOGUE[main.mistake].title
+            detail = "" if main.detail.strip().lower() == title.lower() else f": {main.detail}"
+            lines.append(f"Diagnosis: {title}{detail}.")
         else:
             lines.append(f"Diagnosis: not one of the known mistakes; on {which}, {main.problem}.")
-        place = []
-        if main.step is not None:
-            place.append(f"at t = {main.step}")
-        if main.where:
-            place.append(f"in {main.where}")
-        if place:
-            error = f", largest error {main.max_error:.3g}" if main.max_error is not None else ""
-            lines.append(f"It first goes wrong {' '.join(place)} ({which}{error}).")
+        location = self._location(main)
+        if location:
+            lines.append(location)
         if main.mistake:
-            lines.append(CATALOGUE[main.mistake].explanation)
+            slip = self.exercise.slip(main.mistake, main.detail)
+            lines.append(slip.explanation if slip is not None and slip.explanation
+                         else CATALOGUE[main.mistake].explanation)
         return lines
+
+    def _location(self, main: Verdict) -> str:
+        """Where the answer goes wrong, in words: time 1-based (t = 1..T), array indices 0-based as the
+        student's code writes them, e.g. "It first goes wrong at t = 2 (hs[1] is h_2); the largest error,
+        0.999, is in hs[2, 0], which is h_3[0] (public instance 1)"."""
+        which = f"{main.visibility} instance {main.number}"
+        parts = []
+        if main.step is not None:
+            parts.append(self._step_phrase(main.step))
+        if main.max_error is not None and main.where and "[" in main.where:
+            entry = f", which is {main.entry}" if main.entry else ""
+            parts.append(f"the largest error, {main.max_error:.3g}, is in {main.where}{entry}")
+        elif main.max_error is not None:
+            parts.append(f"it is off by {main.max_error:.3g}")
+        elif main.mistake and main.problem:
+            parts.append(f"your answer: {main.problem}")  # e.g. a wrong shape (an unknown mistake says it above)
+        if not parts:
+            return ""
+        sentence = "; ".join(parts)
+        return f"{sentence[0].upper()}{sentence[1:]} ({which})."
+
+    def _step_phrase(self, t: int) -> str:
+        """What "first wrong at t" means for this exercise: row t - 1 of a time-indexed answer, or the
+        instance cut to its first t steps (with the step argument set to t)."""
+        tl = self.exercise.timeline
+        if tl.mode == "rows":
+            row = f" ({self.exercise.parameter}[{t - 1}] is {tl.symbol.format(t=t)})" if tl.symbol else ""
+            start = "going back from t = T, it first goes wrong" if tl.backward else "it first goes wrong"
+            return f"{start} at t = {t}{row}"
+        seq = f"x_1..x_{t}" if t > 1 else "x_1"
+        if tl.step_arg is not None:
+            return (f"it first goes wrong at t = {t}: called with {tl.step_arg} = {t} on {seq} "
+                    f"({tl.args[0]}[:{t}]), your function already differs")
+        return f"it first goes wrong at t = {t}: on {seq} alone ({tl.args[0]}[:{t}]) your function already differs"
 
     def hints(self) -> list[str]:
         if self.passed or self.reason is not None:
             return []
         main = self.main
-        out = [CATALOGUE[main.mistake].hint] if main is not None and main.mistake else []
+        out = []
+        if main is not None and main.mistake:
+            slip = self.exercise.slip(main.mistake, main.detail)
+            out.append(slip.hint if slip is not None and slip.hint else CATALOGUE[main.mistake].hint)
         return out + list(self.exercise.hints)
 
     @property

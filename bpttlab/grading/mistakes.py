@@ -46,11 +46,13 @@ _ENTRIES = (
             "Carry dE/dh_t back to dE/dh_{t-1} = Wᵀ (f'(a_t) ⊙ dE/dh_t) and add it to what h_{t-1} gets "
             "from its own loss; then every copy k ≤ t contributes."),
     Mistake("activation_derivative_missing", "activation derivative missing",
-            "Going from dE/dh_t to dE/da_t needs the factor f'(a_t) (for tanh, 1 - h_t²); it was left out.",
-            "Multiply elementwise by f'(a_t) every time the gradient passes through h_t = f(a_t)."),
+            "Going back through an activation needs its derivative: from dE/dh_t to dE/da_t for h_t = f(a_t) "
+            "the factor f'(a_t) (for tanh, 1 - h_t²); it was left out.",
+            "Multiply elementwise by the activation's derivative every time the gradient passes through an "
+            "activation, e.g. by f'(a_t) for h_t = f(a_t)."),
     Mistake("activation_derivative_wrong", "wrong activation derivative",
-            "The factor f'(a_t) is there but wrong: evaluated at the wrong quantity (1 - a_t² instead of "
-            "1 - h_t²) or taken from another activation.",
+            "The activation's derivative is there but wrong: evaluated at the wrong quantity (for tanh, "
+            "1 - a_t² instead of 1 - h_t²) or taken from another activation.",
             "tanh'(a) = 1 - tanh(a)² = 1 - h² and σ'(a) = σ(a)(1 - σ(a)), written with the stored output h."),
     Mistake("off_by_one_time", "off by one in time",
             "A quantity of a neighbouring time step was used: h_t where h_{t-1} belongs, x_{t-1} for x_t, "
@@ -60,29 +62,32 @@ _ENTRIES = (
     Mistake("no_accumulation", "no accumulation over time",
             "Only one time step's term is left: the terms of the other steps were overwritten (= where += "
             "belongs) instead of summed.",
-            "The parameter is shared by every copy of the cell: add up the terms of all time steps."),
+            "Add up the terms of all time steps (+=, not =): E = Σ_t E_t, and a parameter is shared by every "
+            "copy of the cell."),
     Mistake("mean_instead_of_sum", "mean instead of sum",
-            "The answer is divided by the number of time steps: the total loss here is E = Σ_t E_t, a sum.",
-            "Drop the 1/T: reduction 'sum' adds the per-step losses and their gradients."),
+            "The answer is divided by the number of losses it adds up: the loss here is a sum, E = Σ_t E_t, "
+            "not a mean.",
+            "Drop the division: reduction 'sum' adds the per-step losses and their gradients."),
     Mistake("transposed", "transposed matrix",
-            "A matrix is transposed: W where Wᵀ belongs in the backward recursion, or the answer's axes "
-            "swapped.",
-            "dE/dW has the shape of W, entry (i, j) pairing unit i of a_t with unit j of h_{t-1}; going back "
-            "through a_t = W h_{t-1} multiplies by Wᵀ."),
+            "A matrix is transposed: Wᵀ used where W belongs or W where Wᵀ belongs, or the axes of the "
+            "answer swapped.",
+            "Check every matrix product against the shapes: in a_t = W h_{t-1}, W[i, j] connects unit j of "
+            "h_{t-1} to unit i of a_t."),
     Mistake("wrong_truncation", "truncated at the wrong k",
             "The gradient is truncated at the wrong place: one copy too many or too few, no truncation at "
             "all, or k1 and k2 mixed up.",
-            "With truncation k2, E_t keeps the copies k = t-k2+1, ..., t: exactly k2 of them. In TBPTT(k1, "
-            "k2) the last k1 losses are back-propagated to copy t-k2+1."),
-    Mistake("sign_flipped", "loss gradient sign flipped",
-            "The sign is flipped, typically dE_t/do_t written as y_t - o_t instead of o_t - y_t (or a "
-            "difference taken the wrong way round), which negates everything downstream.",
+            "With truncation k2, each loss E_t keeps the copies k = t-k2+1, ..., t: exactly k2 of them (all t "
+            "of them while t ≤ k2)."),
+    Mistake("sign_flipped", "sign flipped",
+            "A sign is flipped, typically the loss gradient dE_t/do_t written as y_t - o_t instead of "
+            "o_t - y_t (or another difference taken the wrong way round), which negates everything "
+            "downstream.",
             "For E_t = ½‖o_t - y_t‖², dE_t/do_t = o_t - y_t; a gradient step subtracts lr times the gradient."),
     Mistake("elementwise_product", "elementwise product where a matrix product belongs",
             "An elementwise product (*) was used where a matrix product belongs: delta * h instead of the "
             "outer product np.outer(delta, h), or W * h instead of W @ h.",
-            "Check shapes: dE/dW = Σ_t ā_t h_{t-1}ᵀ is an outer product (H × H); W h_{t-1} is a "
-            "matrix-vector product (@)."),
+            "Check shapes: a gradient like dE/dW = Σ_t ā_t h_{t-1}ᵀ is a sum of outer products (np.outer), "
+            "a matrix; W h_{t-1} is a matrix-vector product (@)."),
     Mistake("per_tensor_clipping", "each gradient clipped by its own norm",
             "Every parameter's gradient was rescaled by its own norm; norm clipping rescales all of them by "
             "one factor computed from the global norm ‖g‖ = √(Σ_θ ‖g_θ‖²), which keeps the direction.",
@@ -154,7 +159,7 @@ def elman_site_cotangents(W: np.ndarray, V: np.ndarray, a: np.ndarray, h: np.nda
 def derivative_slips() -> tuple[tuple[str, str, Callable], ...]:
     """(mistake, detail, derivative) for the activation-derivative slips of a tanh cell."""
     return (
-        ("activation_derivative_missing", "f'(a_t) left out of the backward pass", no_derivative),
+        ("activation_derivative_missing", "the factor f'(a_t) left out", no_derivative),
         ("activation_derivative_wrong", "f'(a_t) written as 1 - a_t² (at the pre-activation) instead of "
                                         "1 - h_t²", pre_activation_derivative),
         ("activation_derivative_wrong", "f'(a_t) written as h_t (1 - h_t), the sigmoid's form, instead of "
