@@ -129,9 +129,9 @@ def validate_activation(name: str, obj: object) -> None:
     if h.shape != pts.shape or not np.allclose(d, fd, rtol=1e-5, atol=1e-7):
         raise ValueError(f"activation {name!r}: df does not match finite differences of f")
     z = sp.Symbol("z")
-    fs = sp.lambdify(z, obj.symbolic(z), "numpy")
-    dfs = sp.lambdify(z, obj.sym_df(z), "numpy")
-    if not np.allclose([float(fs(p)) for p in pts], h, rtol=1e-12, atol=1e-12):
+    # evaluated by SymPy itself: lambdify's first call costs about half a second (at every kernel start)
+    fs, dfs = obj.symbolic(z), obj.sym_df(z)
+    if not np.allclose([float(sp.sympify(fs).subs(z, p)) for p in pts], h, rtol=1e-12, atol=1e-12):
         raise ValueError(f"activation {name!r}: the symbolic form does not match f")
-    if not np.allclose([float(dfs(p)) for p in pts], d, rtol=1e-9, atol=1e-12):
+    if not np.allclose([float(sp.sympify(dfs).subs(z, p)) for p in pts], d, rtol=1e-9, atol=1e-12):
         raise ValueError(f"activation {name!r}: the symbolic derivative does not match df")

@@ -165,8 +165,9 @@ class _Segments:
 
     def _add_gradient(self, tr, start: int, cots, grads) -> None:
         xs = self.xs[start:start + tr["outputs"].shape[0]]
-        for name, g in assemble(self.net.cell, tr, xs, cots).items():
-            grads[name] += g
+        with np.errstate(all="ignore"):  # a non-finite gradient is reported once, by checkpointed_bptt
+            for name, g in assemble(self.net.cell, tr, xs, cots).items():
+                grads[name] += g
 
     def backward(self, tr, start: int, lo: int, carry: np.ndarray, tau: float, grads, losses) -> np.ndarray:
         """Back-propagate the segment's losses and ``carry`` through it; returns dE/ds at its start."""

@@ -62,10 +62,10 @@ def _run_check(args) -> int:
     try:
         net, xs, ys = _check_data(args)
         fd = gradcheck(net, xs, ys, loss=args.loss, reduction=args.reduction, tol=args.tol)
+        symbolic = None if args.no_sympy else _symbolic_errors(net, xs, ys, args)
     except (ValueError, TypeError) as exc:
         print(f"bpttlab check: error: {exc}", file=sys.stderr)
         return 2
-    symbolic = None if args.no_sympy else _symbolic_errors(net, xs, ys, args)
     header = ["parameter", "shape", "engine vs finite differences"]
     if symbolic is not None:
         header.append("engine vs SymPy")
@@ -87,7 +87,10 @@ def _symbolic_errors(net, xs, ys, args) -> dict[str, float]:
     """Largest relative error per parameter between the SymPy derivation and the engine (bl.check)."""
     from .check import check
 
-    report = check(net, xs, ys, loss=args.loss, reduction=args.reduction)
+    try:
+        report = check(net, xs, ys, loss=args.loss, reduction=args.reduction, fd=False)
+    except ValueError as exc:
+        raise ValueError(f"{exc}; or pass --no-sympy to compare with finite differences only") from exc
     return report.max_rel_error_by_parameter()
 
 

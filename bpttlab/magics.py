@@ -279,13 +279,14 @@ class BPTTMagics(Magics):
     @magic_arguments("bptt check")
     @_data_arguments
     @argument("--k2", type=positive_int, default=None, help="truncation: each E_t keeps its last k2 copies")
+    @argument("--reduction", default="sum", choices=validation.REDUCTIONS, help="sum (default) or mean")
     @_store_argument
     def _check(self, args):
         """Compare the SymPy derivation with the engine, term by term, at the network's values."""
         from .check import check
 
         net, xs, ys = self._data(args)
-        return check(net, xs, ys, loss=args.loss, k2=args.k2)
+        return check(net, xs, ys, loss=args.loss, reduction=args.reduction, k2=args.k2)
 
     @magic_arguments("bptt train")
     @_data_arguments

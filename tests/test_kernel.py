@@ -81,8 +81,48 @@ def test_a_failing_warm_up_is_logged_not_raised(monkeypatch, caplog):
     monkeypatch.setattr(warmup, "warm_up", broken)
     log = logging.getLogger("bpttlab-test-kernel")
     with caplog.at_level(logging.INFO, logger=log.name):
-        warmup.start_warm_up(log).join()
+        warmup.start_warm_up(log, pause=0.0).join()
     assert "warming the Numba cache failed" in caplog.text and "no cache directory" in caplog.text
+
+
+def test_a_warm_up_that_succeeds_logs_the_time_of_each_phase(monkeypatch, caplog):
+    monkeypatch.setattr(warmup, "warm_up", lambda: {"elman": 0.25, "lstm": 0.5})
+    log = logging.getLogger("bpttlab-test-kernel-ok")
+    with caplog.at_level(logging.INFO, logger=log.name):
+        warmup.start_warm_up(log, pause=0.0).join()
+    assert re.search(r"Numba cache warm \(first gradient \d+\.\d\ds; elman 0\.25s, lstm 0\.50s\)", caplog.text)
+
+
+LAZY = """
+import sys
+import bpttlab as bl
+print(sorted(m for m in ("bpttlab.check", "bpttlab.symbolic", "bpttlab.grading", "bpttlab.widgets", "ipywidgets")
+             if m in sys.modules))
+import bpttlab.check
+from bpttlab.symbolic import derive
+from bpttlab.grading import grade
+print(bl.check is sys.modules["bpttlab.check"].check, bl.derive is derive, bl.grade is grade, bl.widgets.__name__)
+"""
+
+
+def test_import_bpttlab_leaves_the_symbolic_grading_and_widget_modules_to_first_use():
+    """They are not needed for a first gradient, and loading them made every kernel start slower."""
+    out = subprocess.run([sys.executable, "-c", LAZY], capture_output=True, text=True, check=True)
+    assert out.stdout == "[]\nTrue True True bpttlab.widgets\n"
+
+
+FIRST_PHASE = """
+import bpttlab.cells.elman as elman
+from bpttlab.kernel.warmup import warm_first_gradient
+before = len(elman._full_bptt.signatures)
+warm_first_gradient()
+print(before, len(elman._full_bptt.signatures) > 0)
+"""
+
+
+def test_the_first_phase_loads_the_elman_kernels_in_a_fresh_process():
+    out = subprocess.run([sys.executable, "-c", FIRST_PHASE], capture_output=True, text=True, check=True)
+    assert out.stdout == "0 True\n"
 
 
 # -- real kernels -----------------------------------------------------------------------------------------
@@ -159,6 +199,19 @@ def test_bptt_is_there_without_load_ext(bpttlab_kernelspec):
         assert out.status == "ok", out.error
         assert out.text == repr(bl.make("elman", 1, 2, 1, seed=1))
         assert k.run("print('bpttlab' in get_ipython().extension_manager.loaded)").stdout == "True\n"
+
+
+@pytest.mark.kernel
+def test_question_mark_pages_the_help_of_every_subcommand(lab):
+    from bpttlab.magics import SUBCOMMANDS
+
+    reply = lab.client.execute_interactive("%bptt?", output_hook=lambda msg: None, timeout=120)
+    pages = [p["data"]["text/plain"] for p in reply["content"]["payload"] if p.get("source") == "page"]
+    assert len(pages) == 1
+    text = re.sub(r"\x1b\[[0-9;]*m", "", pages[0])  # the pager's colours
+    for name in SUBCOMMANDS:  # each subcommand's usage line
+        assert re.search(rf"^ +%bptt {name}\b", text, re.M), name
+    assert "--hidden" in text and "--clip" in text and "--epochs" in text
 
 
 @pytest.mark.kernel
@@ -272,6 +325,43 @@ def test_derive_in_the_kernel(lab):
     out = lab.run("%bptt derive elman --T 3 --wrt W --t 3")
     assert out.status == "ok", out.error
     assert "text/latex" in out.results[0] or "text/html" in out.results[0]
+
+
+# -- the kernelspec of the environment running the tests -------------------------------------------------
+
+
+def _installed_by_pip():
+    """The kernelspec files pip recorded for bpttlab, name -> path (a non-editable install), or None."""
+    import sysconfig
+    from importlib.metadata import distributions
+
+    # the installed distribution, not a bpttlab.egg-info that a source checkout on sys.path may hold
+    site = [sysconfig.get_path("purelib"), sysconfig.get_path("platlib")]
+    dist = next(distributions(name="bpttlab", path=site))
+    if json.loads(dist.read_text("direct_url.json") or "{}").get("dir_info", {}).get("editable"):
+        return None
+    return {Path(f).name: Path(dist.locate_file(f)).resolve() for f in dist.files or []
+            if "share/jupyter/kernels/bpttlab/" in f.as_posix()}
+
+
+def test_this_environment_got_the_kernelspec_from_the_install_command():
+    """`pip install ".[test]"` (the README's command, run by .ci/run) put the shipped files, unchanged, in
+    sys.prefix/share/jupyter/kernels/bpttlab, and `jupyter kernelspec list` shows them there."""
+    recorded = _installed_by_pip()
+    if recorded is None:
+        pytest.skip("bpttlab is installed in editable mode, which installs no data files (the root "
+                    "conftest.py installs the kernelspec instead); the fresh-venv test checks the data files")
+    spec_dir = (Path(sys.prefix) / "share" / "jupyter" / "kernels" / "bpttlab").resolve()
+    assert recorded == {name: spec_dir / name for name in ("kernel.json", *LOGOS)}
+    for name, path in recorded.items():
+        assert path.read_bytes() == (SHIPPED / name).read_bytes(), name
+    # `jupyter kernelspec list` is this app (the `jupyter-kernelspec` script), run by this environment
+    listed = subprocess.run([sys.executable, "-m", "jupyter_client.kernelspecapp", "list", "--json"],
+                            capture_output=True, text=True, check=True)
+    spec = json.loads(listed.stdout)["kernelspecs"]["bpttlab"]
+    assert Path(spec["resource_dir"]).resolve() == spec_dir
+    assert spec["spec"]["display_name"] == "BPTT Lab (Python 3)"
+    assert spec["spec"]["argv"] == ["python", "-m", "bpttlab.kernel", "-f", "{connection_file}"]
 
 
 # -- the README's install command in a fresh virtual environment ----------------------------------------
