@@ -141,6 +141,20 @@ def _data_arguments(func):
     return func
 
 
+def _without_comment(line: str) -> str:
+    """``line`` without a trailing ``# comment`` (a ``#`` outside quotes, at the start or after a space),
+    so that ``%bptt train net xs ys --epochs 50  # slow`` reads like Python."""
+    quote = None
+    for i, ch in enumerate(line):
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "#" and (i == 0 or line[i - 1].isspace()):
+            return line[:i].rstrip()
+    return line
+
+
 def _store_argument(func):
     return argument("--as", dest="store_as", metavar="NAME", type=identifier,
                     help="also store the result in the notebook under NAME")(func)
@@ -158,7 +172,7 @@ class BPTTMagics(Magics):
     def bptt(self, line: str, cell: str | None = None):
         """Backpropagation through time from a notebook cell: %bptt SUBCOMMAND [arguments]."""
         try:
-            args = parse_argstring(self.bptt, line)
+            args = parse_argstring(self.bptt, _without_comment(line))
         except ValueError as exc:  # unbalanced quotes
             raise UsageError(f"%bptt: could not split the arguments: {exc}") from None
         sub = args.subcommand

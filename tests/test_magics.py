@@ -367,3 +367,12 @@ def test_exercise_unknown_id_is_a_usage_error(ip):
     pytest.importorskip("bpttlab.grading")
     with pytest.raises(UsageError, match=r"^%%bptt exercise: unknown exercise 'nope'; registered exercises: "):
         bptt(ip, "exercise nope", cell="pass")
+
+
+def test_a_trailing_comment_is_ignored_but_a_quoted_hash_is_kept(ip):
+    bptt(ip, "new cnet elman --in 2 --hidden 3 --out 1 --seed 4  # a comment, like Python")
+    assert ip.user_ns["cnet"].params["W"].shape == (3, 3)
+    plain = bl.make("elman", n_in=2, n_hidden=3, n_out=1, seed=4)
+    assert np.array_equal(ip.user_ns["cnet"].params["W"], plain.params["W"])
+    with pytest.raises(UsageError, match="#1"):
+        bptt(ip, "new '#1' elman --in 2 --hidden 3 --out 1")
