@@ -284,7 +284,7 @@ def derive(cell, T: int, wrt: str, t: int | None = None, size="scalar", activati
         >>> import bpttlab as bl
         >>> d = bl.derive("elman", T=3, wrt="W", t=3)
         >>> d.explicit
-        V*(o_3 - y_3)*h_2*f'(a_3)
+        V*h_2*(o_3 - y_3)*f'(a_3)
     """
     c = _cell(cell)
     T = V.positive_int(T, "T")

@@ -73,7 +73,7 @@ class Names:
     def _symbol(self, plain: str, tex: str) -> sp.Symbol:
         sym = self._made.get(plain)
         if sym is None:
-            sym = self._made[plain] = sp.Symbol(plain)
+            sym = self._made[plain] = sp.Symbol(plain, real=True)
             self.latex[sym] = tex
         return sym
 

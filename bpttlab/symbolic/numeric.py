@@ -21,7 +21,7 @@ from .graph import Graph
 
 
 def _lambdify(args, exprs, namespace, cse=False) -> Callable:
-    fn = sp.lambdify(list(args), list(exprs), modules=[namespace, "numpy"], cse=cse)
+    fn = sp.lambdify(list(args), list(exprs), modules=[namespace, "numpy"], cse=cse, use_imps=False)
 
     def run(*values):
         B = np.shape(values[0])[0] if values and np.ndim(values[0]) else 1
@@ -29,13 +29,28 @@ def _lambdify(args, exprs, namespace, cse=False) -> Callable:
     return run
 
 
+def _implementations(tp) -> dict:
+    """Function name -> NumPy implementation (``_imp_``) of each function class the cell's formulas use
+    (e.g. a gate's sigmoid), found once in the small one-step template, so that ``lambdify`` does not
+    search every large term for them (``use_imps=False``)."""
+    mats = [*tp.explicit.values(), *tp.out_explicit.values(), tp.jacobian, tp.out_state]
+    exprs = [*tp.alpha_defs, *tp.state, *tp.output, *(e for m in mats for e in m)]
+    out = {}
+    for e in exprs:
+        for fn in sp.sympify(e).atoms(sp.Function):
+            imp = getattr(type(fn), "_imp_", None)
+            if imp is not None:
+                out[type(fn).__name__] = imp
+    return out
+
+
 class Evaluator:
     """Lambdified pieces of one graph (built once, cached on the graph by :func:`evaluator`)."""
 
     def __init__(self, graph: Graph):
         self.graph = graph
-        self.namespace = numeric_functions(graph.activation)
         tp = graph.template
+        self.namespace = numeric_functions(graph.activation) | _implementations(tp)
         theta = [s for syms in tp.entries.values() for s in syms]
         self._theta = theta
         local = [*theta, *tp.s_prev, *tp.x]

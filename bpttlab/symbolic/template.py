@@ -104,7 +104,7 @@ def _preactivations(recorded, activation: Activation, allowed: set):
     for arg in recorded:
         if arg.free_symbols <= allowed and arg not in args:
             args.append(arg)
-    alphas = [sp.Dummy(f"a{j}") for j in range(len(args))]
+    alphas = [sp.Dummy(f"a{j}", real=True) for j in range(len(args))]
     images = [activation.symbolic(arg) for arg in args]
     defs = [arg.xreplace({img: f(al) for img, al in zip(images[:j], alphas[:j])}) for j, arg in enumerate(args)]
     return alphas, defs, {img: f(al) for img, al in zip(images, alphas)}
@@ -179,8 +179,8 @@ def build_template(cell: Cell, sizes: Sizes, activation: Activation, param_symbo
     shapes = cell.param_shapes(D, H, O)
     params = {name: param_symbols(name, shape) for name, shape in shapes.items()}
     entries = {name: list(P) for name, P in params.items()}
-    s_prev = tuple(sp.Dummy(f"s{i}") for i in range(S))
-    x = tuple(sp.Dummy(f"x{i}") for i in range(D))
+    s_prev = tuple(sp.Dummy(f"s{i}", real=True) for i in range(S))
+    x = tuple(sp.Dummy(f"x{i}", real=True) for i in range(D))
     s, o, recorded = _call_step(cell, params, s_prev, x, activation)
     _check_shapes(cell, s, o, S, O)
     theta = {sym for syms in entries.values() for sym in syms}
@@ -191,7 +191,7 @@ def build_template(cell: Cell, sizes: Sizes, activation: Activation, param_symbo
     keep = [j for j, a in enumerate(alphas) if a in used]
     alphas, defs = [alphas[j] for j in keep], [defs[j] for j in keep]
 
-    s_new = tuple(sp.Dummy(f"n{i}") for i in range(S))
+    s_new = tuple(sp.Dummy(f"n{i}", real=True) for i in range(S))
     state_to_new = {}
     for e, n in zip(state, s_new):
         if not e.is_Atom and e not in state_to_new:
