@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import validation as V
 from .engine import bptt
 from .network import Network
 

@@ -8,8 +8,6 @@ names its candidate nonlinearity and must be ``"tanh"``.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import sympy as sp
 from numba import njit
@@ -76,17 +74,10 @@ def vector_times_add(v, M, out):
             out[i] += d * row[i]
 
 
-@njit(cache=True, inline="always")
-def clip_norm(v, tau):
-    """Rescale the vector v in place to norm tau if its norm is larger ("step" clipping)."""
-    s = 0.0
-    for i in range(v.shape[0]):
-        s += v[i] * v[i]
-    n = math.sqrt(s)
-    if n > tau:
-        r = tau / n
-        for i in range(v.shape[0]):
-            v[i] *= r
+def stacked(params, prefix: str, gates) -> np.ndarray:
+    """The gates' matrices (or biases) ``prefix_g`` stacked row-wise in the order of ``gates``, so that
+    one matrix product computes every gate's pre-activation at once."""
+    return np.ascontiguousarray(np.concatenate([params[f"{prefix}_{g}"] for g in gates]))
 
 
 class sigmoid_gate(sp.Function):  # noqa: N801 (SymPy names functions in lower case)

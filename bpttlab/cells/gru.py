@@ -37,9 +37,10 @@ import sympy as sp
 from numba import njit
 
 from .base import Cell
+from .kernels import clip_rows
 from ..activations import tanh
-from .gates import (check_activation, check_symbolic_activation, clip_norm, rows_times, rows_times_add, sigmoid,
-                    sigmoid_gate, vector_times_add)
+from .gates import (check_activation, check_symbolic_activation, rows_times, rows_times_add, sigmoid,
+                    sigmoid_gate, stacked, vector_times_add)
 
 
 @njit(cache=True, error_model="numpy")
@@ -86,7 +87,7 @@ def _window(W, V, G, NH, Hs, dO, loss_lo, t_hi, k_lo, carry, tau, dR, dZ, dNX, d
             if t >= loss_lo:
                 vector_times_add(dO[t, bb], V, d)
             if tau > 0.0:
-                clip_norm(d, tau)
+                clip_rows(d, tau)
             g = G[t, bb]
             nh = NH[t, bb]
             hp = Hs[t, bb]
@@ -161,25 +162,21 @@ class GRUCell(Cell):
                 "U_n": ("a_nx", "x"), "W_n": ("a_nh", "h_prev"), "b_n": ("a_nx", None), "b_hn": ("a_nh", None),
                 "V": ("o", "h_next"), "c": ("o", None)}
 
-    @staticmethod
-    def _stacked(params, prefix):
-        return np.ascontiguousarray(np.concatenate([params[f"{prefix}_{g}"] for g in _GATES]))
-
     def forward(self, params, xs, s0, act):
         self.check_activation(act)
         T, B, _ = xs.shape
         H = params["W_r"].shape[0]
-        G = np.ascontiguousarray(xs @ self._stacked(params, "U").T + self._stacked(params, "b"))
+        G = np.ascontiguousarray(xs @ stacked(params, "U", _GATES).T + stacked(params, "b", _GATES))
         NH = np.empty((T, B, H))
         Hs = np.empty((T + 1, B, H))
         Hs[0] = s0
-        _recur(np.ascontiguousarray(self._stacked(params, "W").T), params["b_hn"], G, NH, Hs,
+        _recur(np.ascontiguousarray(stacked(params, "W", _GATES).T), params["b_hn"], G, NH, Hs,
                np.empty((B, 3 * H)))
         outputs = Hs[1:] @ params["V"].T + params["c"]
         return {"states": Hs, "h": Hs, "gates": G, "n_h": NH, "outputs": outputs}
 
     def _args(self, params, trace):
-        return self._stacked(params, "W"), params["V"], trace["gates"], trace["n_h"], trace["h"]
+        return stacked(params, "W", _GATES), params["V"], trace["gates"], trace["n_h"], trace["h"]
 
     @staticmethod
     def _scratch(B, H):

@@ -40,9 +40,10 @@ import sympy as sp
 from numba import njit
 
 from .base import Cell
+from .kernels import clip_rows
 from ..activations import tanh
-from .gates import (check_activation, check_symbolic_activation, clip_norm, rows_times, rows_times_add, sigmoid,
-                    sigmoid_gate, vector_times_add)
+from .gates import (check_activation, check_symbolic_activation, rows_times, rows_times_add, sigmoid,
+                    sigmoid_gate, stacked, vector_times_add)
 
 
 @njit(cache=True, error_model="numpy")
@@ -92,7 +93,7 @@ def _window(W, V, G, S, dO, loss_lo, t_hi, k_lo, carry, tau, dI, dF, dG, dOg, ds
             if t >= loss_lo:
                 vector_times_add(dO[t, bb], V, d[:H])
             if tau > 0.0:
-                clip_norm(d, tau)
+                clip_rows(d, tau)
             g = G[t, bb]
             sp_ = S[t, bb]
             sn = S[t + 1, bb]
@@ -176,23 +177,19 @@ class LSTMCell(Cell):
                       f"b_{gate}": (f"a_{gate}", None)}
         return sites | {"V": ("o", "h_next"), "c": ("o", None)}
 
-    @staticmethod
-    def _stacked(params, prefix):
-        return np.ascontiguousarray(np.concatenate([params[f"{prefix}_{g}"] for g in _GATES]))
-
     def forward(self, params, xs, s0, act):
         self.check_activation(act)
         T, B, _ = xs.shape
         H = params["W_i"].shape[0]
-        G = np.ascontiguousarray(xs @ self._stacked(params, "U").T + self._stacked(params, "b"))
+        G = np.ascontiguousarray(xs @ stacked(params, "U", _GATES).T + stacked(params, "b", _GATES))
         S = np.empty((T + 1, B, 2 * H))
         S[0] = s0
-        _recur(np.ascontiguousarray(self._stacked(params, "W").T), G, S, np.empty((B, H)), np.empty((B, 4 * H)))
+        _recur(np.ascontiguousarray(stacked(params, "W", _GATES).T), G, S, np.empty((B, H)), np.empty((B, 4 * H)))
         outputs = S[1:, :, :H] @ params["V"].T + params["c"]
         return {"states": S, "h": S[:, :, :H], "c": S[:, :, H:], "gates": G, "outputs": outputs}
 
     def _args(self, params, trace):
-        return self._stacked(params, "W"), params["V"], trace["gates"], trace["states"]
+        return stacked(params, "W", _GATES), params["V"], trace["gates"], trace["states"]
 
     @staticmethod
     def _scratch(B, H):

@@ -131,7 +131,7 @@ def _explicit_tex(d, F: _Factors) -> str:
 
 def _value_tex(d, value) -> str:
     tex = _tex(d, value)
-    return tex if len(tex) <= MAX_LATEX else rf"\text{{(large: see .terms)}}"
+    return tex if len(tex) <= MAX_LATEX else r"\text{(large: see .terms)}"
 
 
 def _general_tex(d, F: _Factors) -> list[str]:
