@@ -132,12 +132,8 @@ class _Pass:
 
 
 def _prepare(net, xs, targets, loss, reduction, h0) -> _Pass:
-    V.check_network(net)
-    batch = V.inputs(net, xs)
-    s0 = V.initial_state(net, h0, batch)
-    loss_obj = V.loss_plugin(loss)
-    y = V.targets(loss_obj, targets, net, batch)
-    red = V.reduction(reduction)
+    pb = V.problem(net, xs, targets, loss, reduction, h0)
+    batch, s0, loss_obj, y, red = pb.batch, pb.s0, pb.loss, pb.y, pb.reduction
     tr = net.cell.forward(net.params, batch.xs, s0, net.activation)
     _warn_nonfinite(tr["outputs"], "output")
     scale = 1.0 / (batch.T * batch.B) if red == "mean" else 1.0

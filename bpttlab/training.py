@@ -74,12 +74,8 @@ def train(net: Network, xs, targets, k1: int | None = None, k2: int | None = Non
     Returns:
         a :class:`History`.
     """
-    V.check_network(net)
-    batch = V.inputs(net, xs)
-    s0 = V.initial_state(net, h0, batch)
-    loss_obj = V.loss_plugin(loss)
-    y = V.targets(loss_obj, targets, net, batch)
-    red = V.reduction(reduction)
+    pb = V.problem(net, xs, targets, loss, reduction, h0)
+    batch, s0, loss_obj, y, red = pb.batch, pb.s0, pb.loss, pb.y, pb.reduction
     T = batch.T
     k1 = V.positive_int(T if k1 is None else k1, "k1")
     k2 = V.positive_int(k1 if k2 is None else k2, "k2")
