@@ -294,13 +294,16 @@ class BPTTMagics(Magics):
     @_data_arguments
     @argument("--k2", type=positive_int, default=None, help="truncation: each E_t keeps its last k2 copies")
     @argument("--reduction", default="sum", choices=validation.REDUCTIONS, help="sum (default) or mean")
+    @argument("--rounded", action="store_true",
+              help='show errors below the tolerance as "< tol", the same on every machine (for stored notebooks)')
     @_store_argument
     def _check(self, args):
         """Compare the SymPy derivation with the engine, term by term, at the network's values."""
         from .check import check
 
         net, xs, ys = self._data(args)
-        return check(net, xs, ys, loss=args.loss, reduction=args.reduction, k2=args.k2)
+        report = check(net, xs, ys, loss=args.loss, reduction=args.reduction, k2=args.k2)
+        return report.rounded() if args.rounded else report
 
     @magic_arguments("bptt train")
     @_data_arguments

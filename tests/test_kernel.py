@@ -321,7 +321,6 @@ def test_load_ext_works_on_the_stock_python3_kernel():
 
 @pytest.mark.kernel
 def test_derive_in_the_kernel(lab):
-    pytest.importorskip("bpttlab.symbolic")
     out = lab.run("%bptt derive elman --T 3 --wrt W --t 3")
     assert out.status == "ok", out.error
     assert "text/latex" in out.results[0] or "text/html" in out.results[0]
