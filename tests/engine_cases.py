@@ -22,6 +22,16 @@ def targets(loss, rng, T, B, O, batched):
     return rng.normal(size=shape + (O,))
 
 
+def leaky_integrator(T, B, decay, seed):
+    """A learnable sequence task: inputs x_t ~ U(-1, 1) of shape (T, B, 1) and targets
+    y_t = decay * y_{t-1} + 0.5 x_t from y_0 = 0."""
+    xs = np.random.default_rng(seed).uniform(-1, 1, size=(T, B, 1))
+    y = np.zeros_like(xs)
+    for t in range(T):
+        y[t] = 0.5 * xs[t] + (decay * y[t - 1] if t > 0 else 0.0)
+    return xs, y
+
+
 def make_case(cell, act, loss, batched, seed=0, T=4, B=2, D=2, H=3, O=3, margin=0.0, h0=False):
     """A network with random (non-zero) biases, inputs and targets.
 

@@ -15,7 +15,7 @@ import bpttlab as bl
 import naive
 from bpttlab.activations import Activation
 from bpttlab.registry import Registry
-from engine_cases import assert_close, rel_err
+from engine_cases import assert_close, leaky_integrator, rel_err
 
 HERE = Path(__file__).parent
 ALPHA = 0.5
@@ -108,11 +108,7 @@ def test_plugin_symbolic_step_agrees_with_its_forward(leaky):
 
 
 def test_plugin_passes_gradcheck_and_trains(leaky):
-    rng = np.random.default_rng(5)
-    xs = rng.uniform(-1, 1, size=(16, 4, 1))
-    y = np.zeros_like(xs)
-    for t in range(16):
-        y[t] = 0.5 * y[t - 1] * (t > 0) + 0.5 * xs[t]
+    xs, y = leaky_integrator(T=16, B=4, decay=0.5, seed=5)
     net = bl.make("leaky", n_in=1, n_hidden=4, n_out=1, seed=5)
     report = bl.gradcheck(net, xs[:6], y[:6])
     assert report.passed, report

@@ -12,7 +12,7 @@ import pytest
 
 import bpttlab as bl
 import naive
-from engine_cases import CELLS, make_case, rel_err
+from engine_cases import CELLS, leaky_integrator, make_case, rel_err
 
 TOL = 1e-10
 
@@ -78,11 +78,7 @@ def test_full_bptt_is_one_update_per_pass(cell):
 @pytest.mark.parametrize("cell", CELLS)
 def test_training_reduces_the_loss(cell):
     """Learn a leaky integrator y_t = 0.6 y_{t-1} + 0.5 x_t: the loss falls tenfold."""
-    rng = np.random.default_rng(0)
-    xs = rng.uniform(-1, 1, size=(20, 4, 1))
-    y = np.zeros_like(xs)
-    for t in range(20):
-        y[t] = 0.6 * y[t - 1] * (t > 0) + 0.5 * xs[t]
+    xs, y = leaky_integrator(T=20, B=4, decay=0.6, seed=0)
     net = bl.make(cell, n_in=1, n_hidden=8, n_out=1, seed=1)
     hist = bl.train(net, xs, y, k1=5, k2=10, lr=0.05, epochs=60, reduction="mean", clip=("norm", 1.0),
                     progress=False)
