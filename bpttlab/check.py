@@ -36,7 +36,7 @@ import numpy as np
 import sympy as sp
 
 from . import validation as V
-from .engine import bptt, contributions
+from .engine import bptt, contribution_tables
 from .gradcheck import gradcheck
 from .network import Network
 from .reports import html_table, text_table
@@ -369,8 +369,8 @@ def check(net: Network, xs, targets, loss="mse", reduction: str = "sum", k2: int
     res = bptt(net, xs, targets, loss=loss_obj, reduction=red, k2=k2, h0=h0)
     kept = {t: range(1 if k2 is None else max(1, t - k2 + 1), t + 1) for t in range(1, T + 1)}
     rows: list[Row] = []
-    for name in net.shapes:
-        table = contributions(net, xs, targets, name, loss=loss_obj, reduction=red, k2=k2, h0=h0)
+    tables = contribution_tables(net, xs, targets, tuple(net.shapes), loss=loss_obj, reduction=red, k2=k2, h0=h0)
+    for name, table in tables.items():
         rows += _parameter_rows(name, sym, kept, table, res.by_loss[name], res.grads[name], tol)
 
     fd_note = ""

@@ -410,15 +410,24 @@ def contributions(net: Network, xs, targets, wrt: str, loss="mse", reduction: st
     V.check_network(net)
     if wrt not in net.shapes:
         raise ValueError(f"wrt must be one of the parameters {', '.join(net.shapes)}, got {wrt!r}")
+    return contribution_tables(net, xs, targets, (wrt,), loss, reduction, k2, h0)[wrt]
+
+
+def contribution_tables(net: Network, xs, targets, wrt, loss="mse", reduction: str = "sum",
+                        k2: int | None = None, h0=None) -> dict[str, np.ndarray]:
+    """:func:`contributions` for each parameter named in ``wrt``, from one forward pass and one set of
+    chain tables (what :func:`bpttlab.check` compares term by term)."""
+    V.check_network(net)
     p = _prepare(net, xs, targets, loss, reduction, h0)
     k2 = V.positive_int(k2, "k2", allow_none=True)
     T, B = p.batch.T, p.batch.B
-    size = int(np.prod(net.shapes[wrt]))
     sizes = net.cell.site_sizes(net.n_in, net.n_hidden, net.n_out)
-    numbers = T * T * max(size, B * sum(sizes.values()))
-    if numbers > TABLE_LIMIT:
-        raise ValueError(f"the contributions table for {wrt} would hold {numbers:,} numbers (T={T}, "
-                         f"{wrt}{net.shapes[wrt]}, B={B}), more than the limit {TABLE_LIMIT:,}; use a shorter "
-                         "sequence or bptt(...).by_loss / .by_copy, which are the table's row and column sums")
+    for name in wrt:
+        numbers = T * T * max(int(np.prod(net.shapes[name])), B * sum(sizes.values()))
+        if numbers > TABLE_LIMIT:
+            raise ValueError(f"the contributions table for {name} would hold {numbers:,} numbers (T={T}, "
+                             f"{name}{net.shapes[name]}, B={B}), more than the limit {TABLE_LIMIT:,}; use a "
+                             "shorter sequence or bptt(...).by_loss / .by_copy, which are the table's row and "
+                             "column sums")
     tables = _chain_tables(p, 0, T, T if k2 is None else min(k2, T), 0.0)
-    return assemble_table(net.cell, p.trace, p.batch.xs, tables, wrt)
+    return {name: assemble_table(net.cell, p.trace, p.batch.xs, tables, name) for name in wrt}
