@@ -10,6 +10,7 @@ import sys
 import types
 
 from . import registry
+from .claims import claim
 from .engine import BPTTResult, Trace, bptt, contributions, forward
 from .gradcheck import gradcheck
 from .network import Network, make
@@ -18,8 +19,8 @@ from .training import train
 
 __version__ = "0.1.0"
 
-__all__ = ["BPTTResult", "Network", "Trace", "bptt", "bptt_all_paths", "check", "contributions", "derive",
-           "forward", "grade", "gradcheck", "make", "registry", "train"]
+__all__ = ["BPTTResult", "Network", "Trace", "bptt", "bptt_all_paths", "check", "claim", "contributions",
+           "derive", "forward", "grade", "gradcheck", "make", "registry", "train"]
 
 
 #: attribute -> module, imported on first use so that ``import bpttlab`` (and so the BPTT Lab kernel's
