@@ -19,6 +19,7 @@ import bpttlab as bl
 import grading_students as S
 from bpttlab.grading import CATALOGUE, Exercise, ExercisePack, Slip, get_exercise
 from bpttlab.grading.exercise import validate_pack
+from bpttlab.grading.diagnosis import planned_calls
 from bpttlab.grading.instances import hidden_instances, public_instances
 from bpttlab.grading.sandbox import Job, Sandbox
 
@@ -165,6 +166,7 @@ def test_each_mistake_is_diagnosed_with_its_first_step_and_parameter(exercise_id
     right = S.CORRECT[exercise_id]
     fb = bl.grade(exercise_id, student, hidden_seed=SEED)
     assert fb.diagnosis == mistake, fb.text
+    assert fb.score == 0  # no credit for a catalogued mistake
     failed = 0
     for v, inst in zip(fb.verdicts, instances(exercise_id)):
         wrong = _differs(student(**inst.inputs), right(**inst.inputs))
@@ -309,14 +311,59 @@ def test_partial_credit_is_an_equal_share_per_instance():
     assert not fb.passed
 
 
-@pytest.mark.parametrize("student", [S.clip_each, S.clip_always, S.clip_values])
-def test_clipping_mistakes_earn_the_instances_where_they_coincide(student):
-    ex = get_exercise("clip-norm")
+@pytest.mark.parametrize("student, mistake", [(S.clip_each, "per_tensor_clipping"),
+                                              (S.clip_always, "always_rescaled"),
+                                              (S.clip_values, "clipped_by_value")])
+def test_clipping_mistakes_earn_nothing_even_on_the_instances_where_they_coincide(student, mistake):
     insts = instances("clip-norm")
     right = [not _differs(student(**i.inputs), S.clip_by_norm(**i.inputs)) for i in insts]
-    assert 0 < sum(right) < len(right)
+    assert 0 < sum(right) < len(right)  # each is right where no clipping is needed (0.571 of 1 point before)
     fb = bl.grade("clip-norm", student, hidden_seed=SEED)
-    assert fb.score == pytest.approx(ex.points * sum(right) / len(right))
+    assert [v.passed for v in fb.verdicts] == right
+    assert fb.diagnosis == mistake and fb.score == 0
+
+
+def _digest(value) -> bytes:
+    """The inputs of a call as bytes (dicts in key order, arrays by shape and value)."""
+    if isinstance(value, dict):
+        return b"".join(k.encode() + b"=" + _digest(value[k]) + b";" for k in sorted(value))
+    arr = np.asarray(value, dtype=float)
+    return repr(arr.shape).encode() + arr.tobytes()
+
+
+def _every_slip():
+    return [pytest.param(ex, slip, id=f"{ex.id}-{slip.mistake}-{i}")
+            for _, pack in bl.registry.exercises.items() for ex in pack.exercises
+            for i, slip in enumerate(ex.slips)]
+
+
+@pytest.mark.parametrize("ex, slip", _every_slip())
+def test_every_catalogued_slip_is_diagnosed_located_and_scores_zero(ex, slip):
+    """Each slip of each registered exercise, written as a student's function (it returns what the slip
+    computes), is named, located at its first wrong time step, and earns nothing, even where it happens to
+    coincide with the right answer."""
+    insts = public_instances(ex) + hidden_instances(ex, SEED)
+    # the slip's answers, computed before grading: a graded function may not call bpttlab itself
+    answers = {_digest(inputs): slip.compute(**inputs) for _, _, inputs in planned_calls(ex, insts)}
+
+    def student(**inputs):
+        return answers[_digest(inputs)]
+
+    fb = bl.grade(ex, student, hidden_seed=SEED)
+    assert fb.diagnosis == slip.mistake, fb.text
+    assert fb.score == 0
+    failed = [(v, inst) for v, inst in zip(fb.verdicts, insts) if not v.passed]
+    assert failed, "the slip agrees with the reference on every instance: it cannot be diagnosed"
+    for v, inst in failed:
+        if slip.compute(**inst.inputs) is None:  # the slip does not exist on this instance: the student's
+            assert v.raised                      # function returns nothing (or fails) there
+            continue
+        assert slip.mistake in dict(v.matches), (v.visibility, v.number, v.matches)
+        if ex.timeline is not None:  # None only where the answer's shape is wrong (no row to point at)
+            assert v.step == expected_step(ex, slip.compute, ex.reference, inst.inputs), (v.visibility, v.number)
+    assert fb.main.mistake == slip.mistake
+    if fb.main.step is not None:
+        assert f"t = {fb.main.step}" in fb.text
 
 
 # -- feedback -------------------------------------------------------------------------------------------

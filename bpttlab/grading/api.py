@@ -1,6 +1,7 @@
 """Grading from a notebook: ``bl.grade(ID, fn)`` and the ``%%bptt exercise ID`` cell magic.
 
-Both draw the exercise's public instances and a fresh set of hidden ones, call the function on each,
+Both draw the exercise's public instances and a fresh set of hidden ones, call the function on each
+(watched: a function that uses bpttlab itself scores 0, see :mod:`~bpttlab.grading.library_use`),
 diagnose what is wrong and return a :class:`~bpttlab.grading.feedback.Feedback`, which renders as a short
 HTML block in the notebook and as text elsewhere.
 """
@@ -12,6 +13,7 @@ import secrets
 from contextlib import redirect_stdout
 
 from .. import registry
+from . import library_use
 from .diagnosis import assess
 from .exercise import Exercise
 from .feedback import Feedback
@@ -87,15 +89,16 @@ def grade(exercise_id: str, fn, *, hidden_seed: int | None = None) -> Feedback:
     instances = public_instances(exercise) + hidden_instances(exercise, seed)
     cache: dict[tuple[int, int | None], dict] = {}
     printed = io.StringIO()
+    graded = library_use.watched(fn)
 
     def outcome(i: int, n: int | None) -> dict:
         if (i, n) not in cache:
             inputs = instances[i].inputs if n is None else exercise.timeline.cut(instances[i].inputs, n)
             with redirect_stdout(printed):
-                cache[i, n] = call(fn, inputs)
+                cache[i, n] = call(graded, inputs)
         return cache[i, n]
 
-    verdicts = assess(exercise, instances, outcome)
+    verdicts = assess(exercise, instances, outcome, library=library_use.in_function(fn))
     lines = printed.getvalue().count("\n")
     notes = (f"your function printed {lines} line(s) while it was being graded; they are not shown",) if lines else ()
     return Feedback(exercise, verdicts, notes=notes, redrawn=hidden_seed is None)

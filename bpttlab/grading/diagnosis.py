@@ -20,12 +20,14 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
 from .exercise import Answer, Exercise, Slip
 from .instances import Instance
+from .library_use import MISTAKE as LIBRARY_USE
+from .library_use import used_in_outcome
 from .sandbox import numeric
 
 #: outcome(instance index, steps or None) -> {"value": ...} or {"error": message}
@@ -136,14 +138,24 @@ def planned_calls(exercise: Exercise, instances: list[Instance]) -> list[tuple[i
     return calls
 
 
-def assess(exercise: Exercise, instances: list[Instance], outcome: OutcomeFn) -> list[Verdict]:
+def assess(exercise: Exercise, instances: list[Instance], outcome: OutcomeFn,
+           library: Iterable[str] = ()) -> list[Verdict]:
     """A :class:`Verdict` per instance.
 
     An answer can equal the answers of several mistakes on one instance (value clipping and per-tensor
     clipping both leave small gradients alone); such a verdict is given the mistake that matches on the
     most instances, so one consistent mistake explains the whole answer.
+
+    A function that uses bpttlab to get its answer (``library``: what the static check found; or a call
+    that the run-time watch stopped, see :mod:`~bpttlab.grading.library_use`) fails every instance with
+    the mistake ``library_use``, whatever it returned.
     """
+    uses = list(library)
     verdicts = [_assess_one(exercise, inst, i, outcome) for i, inst in enumerate(instances)]
+    uses += [use for i in range(len(instances)) if (use := used_in_outcome(outcome(i, None)))]
+    if uses:
+        detail = "; ".join(dict.fromkeys(uses))
+        return [Verdict(v.visibility, v.number, False, mistake=LIBRARY_USE, detail=detail) for v in verdicts]
     support = Counter(mistake for v in verdicts for mistake, _ in v.matches)
     resolved = []
     for v in verdicts:
@@ -227,8 +239,11 @@ def _first_step(exercise: Exercise, inst: Instance, i: int, mismatch: Mismatch, 
 
 
 def score(exercise: Exercise, verdicts: list[Verdict]) -> float:
-    """Points earned: an equal share of the exercise's points per instance passed."""
-    if not verdicts:
+    """Points earned: an equal share of the exercise's points per instance passed, and none at all for an
+    answer diagnosed as a catalogued mistake (a slip can coincide with the right answer on some instances,
+    as per-tensor clipping does where no gradient needs clipping; that is no credit for the slip)."""
+    main = main_verdict(verdicts)
+    if not verdicts or (main is not None and main.mistake):
         return 0.0
     return exercise.points * sum(v.passed for v in verdicts) / len(verdicts)
 

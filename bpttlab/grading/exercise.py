@@ -17,6 +17,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from .library_use import RULE
+
 #: What an exercise id may look like: lower-case words joined by "-" or "_", possibly with capitals
 #: for the maths (``grad-W``, ``explicit-dh-dW``).
 ID_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9]*(?:[-_][A-Za-z0-9]+)*$")
@@ -131,7 +133,14 @@ class Exercise:
         hints = "".join(f"<li>{escape(h)}</li>" for h in self.hints)
         return (f"<div><b>{escape(self.id)}</b>: {escape(self.title)} <i>({escape(self.chapter)}, "
                 f"{self.points:g} points)</i><br><code>{escape(self.signature)}</code>"
-                f"<p>{escape(self.prompt)}</p>{f'<ul>{hints}</ul>' if hints else ''}</div>")
+                f"{''.join(f'<p>{escape(p)}</p>' for p in self.statement.split(chr(10) * 2))}"
+                f"{f'<ul>{hints}</ul>' if hints else ''}</div>")
+
+    @property
+    def statement(self) -> str:
+        """The prompt as a student reads it: what to compute, then the rule every exercise shares (the
+        graded function may not use the library)."""
+        return f"{self.prompt}\n\n{RULE}"
 
     def __repr__(self) -> str:
         return f"Exercise({self.id!r}: {self.title}; {self.signature})"

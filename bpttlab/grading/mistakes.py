@@ -98,6 +98,12 @@ _ENTRIES = (
     Mistake("clipped_by_value", "clipped by value, not by norm",
             "Each entry was clipped to [-τ, τ]: that is value clipping, which changes the direction.",
             "Rescale the whole gradient: g ← g · τ / ‖g‖ when ‖g‖ > τ."),
+    Mistake("library_use", "uses the library's gradient",
+            "The graded function (or a helper it calls) gets its answer from bpttlab itself (bl.bptt, "
+            "bl.contributions, bl.forward, an internal module or a %bptt magic): the exercise asks you to "
+            "compute it, so it earns no points.",
+            "Write the computation with NumPy in the graded function; compare it with bl.bptt in another "
+            "cell, not inside the function."),
 )
 
 #: key -> Mistake, in the order the diagnosis tries them.

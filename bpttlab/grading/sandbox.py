@@ -145,8 +145,27 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+# -- hook (helper "rules"): graded functions may not use bpttlab; see stand_in.py ---------------------
+
+
+def _library_watch():
+    """stand_in.py, loaded by path (the child never imports bpttlab), with its stand-in package installed."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_bpttlab_stand_in", os.path.join(
+        os.path.dirname(os.path.realpath(__file__)), "stand_in.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.install()
+    return module.watched
+
+
+# -- end of hook ----------------------------------------------------------------------------------------
+
+
 def _serve(result_fd: int) -> None:
     _die_with_parent()
+    watched = _library_watch()
     jobs = pickle.loads(sys.stdin.buffer.read())
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
@@ -158,7 +177,7 @@ def _serve(result_fd: int) -> None:
         except (Exception, SystemExit) as exc:
             record["error"] = describe_exception(exc)
         else:
-            outcomes = [call(fn, inputs) for inputs in job["calls"]]
+            outcomes = [call(watched(fn), inputs) for inputs in job["calls"]]
             record["outcomes"] = [{"value": _encode(o["value"])} if "value" in o else o for o in outcomes]
         out.write(json.dumps(record).encode() + b"\n")
         out.flush()
