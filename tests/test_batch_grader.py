@@ -139,7 +139,7 @@ def table(rows) -> dict[tuple[str, str], tuple[float, str]]:
 def expected_gradebook() -> dict[tuple[str, str], tuple[float, str]]:
     correct = {ex: (FULL[ex], "correct") for ex in EXERCISES}
     clip_values = bl.grade("clip-norm", S.clip_values, hidden_seed=SEED)
-    assert 0 < clip_values.score < 1
+    assert clip_values.score == 0  # a catalogued mistake earns nothing, even where it coincides (issue 16)
     per_student = {
         "correct": correct,
         "prints_megabytes": correct,
@@ -301,8 +301,8 @@ def test_release_strips_solutions_and_keeps_exercise_cells(batch):
             assert s_cell.outputs == [] and s_cell.execution_count is None
         elif t_cell.cell_type == "markdown" and "SOLUTION" in t_cell.source:
             assert s_cell.source == "Why does V have no implicit term?\n\nYOUR ANSWER HERE"
-        else:
-            assert s_cell == t_cell  # untouched, outputs kept
+        else:  # the source untouched; outputs dropped (they can show an answer: tests/test_release.py)
+            assert s_cell.source == t_cell.source and s_cell.get("outputs", []) == []
     assert nbformat.read(batch["teacher"], as_version=4) == teacher  # the teacher's file is unchanged
 
 

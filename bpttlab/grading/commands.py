@@ -4,7 +4,8 @@
 [--assignment NOTEBOOK] [--kernel NAME] [--force]`` grades student notebooks (see
 :mod:`bpttlab.grading.batch`). ``bpttlab release TEACHER_NOTEBOOKS... --out DIR [--force]`` writes the
 student versions: solutions between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` replaced by a stub,
-exercise cells tagged and their outputs cleared.
+exercise cells tagged, outputs, attachments and the metadata a student does not need dropped; an exercise
+cell without solution markers stops the release (see :func:`bpttlab.grading.notebooks.release`).
 
 Exit status: 0 done, 1 something could not be graded or released, 2 bad arguments.
 """
@@ -122,7 +123,12 @@ def run_grade(args) -> int:
 
 
 def run_release(args) -> int:
-    """``bpttlab release``: returns the exit status."""
+    """``bpttlab release``: returns the exit status.
+
+    All or nothing: every notebook is released in memory first, and if any of them cannot be (an exercise
+    cell without solution markers, unbalanced markers, an unknown exercise, an unreadable file), each
+    problem is reported and no file is written.
+    """
     import nbformat
 
     from .api import exercises
@@ -130,7 +136,7 @@ def run_release(args) -> int:
 
     out = Path(args.out)
     known = {ex.id for ex in exercises()}
-    status = 0
+    released, problems = [], []
     for name in args.notebooks:
         src = Path(name)
         dest = out / src.name
@@ -142,16 +148,17 @@ def run_release(args) -> int:
             print(f"bpttlab release: error: {dest} exists; pass --force to overwrite", file=sys.stderr)
             return 2
         try:
-            nb = nbformat.read(src, as_version=4)
-            student = release(nb, known_ids=known, name=src.name)
+            released.append((src, dest, release(nbformat.read(src, as_version=4), known_ids=known, name=src.name)))
         except (OSError, ValueError) as exc:
-            print(f"bpttlab release: {src}: {exc}", file=sys.stderr)
-            status = 1
-            continue
-        out.mkdir(parents=True, exist_ok=True)
+            problems.append(f"bpttlab release: {src}: {exc}")
+    if problems:
+        print("\n".join(problems + ["bpttlab release: nothing was written"]), file=sys.stderr)
+        return 1
+    out.mkdir(parents=True, exist_ok=True)
+    for src, dest, student in released:
         nbformat.write(student, dest)
         print(f"released {src} -> {dest}")
-    return status
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

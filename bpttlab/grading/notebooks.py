@@ -13,8 +13,9 @@ statements (calls, prints, loops, anything that patches a module) are blanked ou
 so a cell's side effects cannot reach the grading of its function. The definitions of the code cells
 above an exercise cell run first (:func:`definitions`), so helpers defined there are available.
 
-A teacher notebook marks solutions between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` lines;
-:func:`release` replaces each region by a stub and clears the outputs of exercise and solution cells.
+A teacher notebook marks solutions between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` lines (any case;
+``<!-- BEGIN SOLUTION -->`` in Markdown); :func:`release` replaces each region by a stub, refuses an
+exercise cell without markers, and drops outputs, attachments and metadata a student does not need.
 """
 from __future__ import annotations
 
@@ -24,10 +25,15 @@ import re
 
 MAGIC = re.compile(r"^\s*%%bptt\s+exercise\s+(\S+)")
 TAG = "exercise:"
-BEGIN = re.compile(r"^(?P<indent>\s*)(?:#+|<!--)?\s*BEGIN SOLUTION\b")
-END = re.compile(r"^\s*(?:#+|<!--)?\s*END SOLUTION\b")
+BEGIN = re.compile(r"^(?P<indent>\s*)(?:#+|<!--)?\s*BEGIN SOLUTION\b", re.IGNORECASE)
+END = re.compile(r"^\s*(?:#+|<!--)?\s*END SOLUTION\b", re.IGNORECASE)
 CODE_STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")
 MARKDOWN_STUB = ("YOUR ANSWER HERE",)
+#: The notebook metadata a released notebook keeps (which kernel, which language); the rest (saved widget
+#: state, the teacher's tool settings) is dropped.
+NOTEBOOK_METADATA = ("kernelspec", "language_info")
+#: The cell metadata a released notebook keeps: what grading and nbgrader read, and cell locks.
+CELL_METADATA = ("bpttlab", "deletable", "editable", "nbgrader", "tags")
 
 
 class SourceError(ValueError):
@@ -198,8 +204,10 @@ def strip_solutions(source: str, stub: tuple[str, ...], where: str) -> tuple[str
 def release(nb, known_ids=None, name: str = "notebook"):
     """The student version of a teacher notebook (a new notebook; the input is not changed).
 
-    Solutions are replaced by stubs, exercise cells are tagged with their id in metadata, and the outputs
-    of exercise and solution cells are cleared.
+    Solutions are replaced by stubs and exercise cells are tagged with their id in metadata. Nothing else
+    that could carry an answer goes out: every output, execution count and attachment is dropped, and of
+    the metadata only :data:`NOTEBOOK_METADATA` and :data:`CELL_METADATA` are kept (saved widget state,
+    for one, holds the values the teacher's run displayed).
 
     Args:
         nb: the teacher notebook (nbformat v4).
@@ -207,11 +215,14 @@ def release(nb, known_ids=None, name: str = "notebook"):
         name: the notebook's name, for messages.
 
     Raises:
-        ValueError: unbalanced solution markers, or an unknown exercise id.
+        ValueError: an exercise cell without solution markers (it would be released with its answer),
+            unbalanced solution markers, or an unknown exercise id; the message names the notebook and the
+            cell (1-based).
     """
     import nbformat
 
     out = copy.deepcopy(nb)
+    out.metadata = nbformat.NotebookNode({k: v for k, v in out.metadata.items() if k in NOTEBOOK_METADATA})
     for index, cell in enumerate(out.cells, 1):
         where = f"{name}, cell {index}"
         ex = cell_exercise(cell)
@@ -219,8 +230,13 @@ def release(nb, known_ids=None, name: str = "notebook"):
             raise ValueError(f"{where}: unknown exercise {ex!r}; known: {', '.join(sorted(known_ids))}")
         stub = CODE_STUB if cell.cell_type == "code" else MARKDOWN_STUB
         source, stripped = strip_solutions(_source(cell), stub, where)
+        if ex is not None and not stripped:
+            raise ValueError(f"{where}: exercise cell {ex!r} has no solution markers (### BEGIN SOLUTION and "
+                             "### END SOLUTION around the answer); it would be released with its answer")
         cell.source = source
-        if cell.cell_type == "code" and (stripped or ex is not None):
+        cell.metadata = nbformat.NotebookNode({k: v for k, v in cell.metadata.items() if k in CELL_METADATA})
+        cell.pop("attachments", None)
+        if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None
         if ex is not None:
