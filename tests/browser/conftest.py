@@ -209,3 +209,7 @@ def page(chromium, artifacts, tmp_path, request):
                 page.screenshot(path=str(artifacts / f"{request.node.name}-last.png"))
             finally:
                 context.close()
+
+
+#: The notebook test_widgets_in_lab.py opens in JupyterLab: not a notebook for nbval to run.
+collect_ignore = ["widgets.ipynb"]
