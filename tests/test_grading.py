@@ -321,6 +321,8 @@ def test_clipping_mistakes_earn_nothing_even_on_the_instances_where_they_coincid
     fb = bl.grade("clip-norm", student, hidden_seed=SEED)
     assert [v.passed for v in fb.verdicts] == right
     assert fb.diagnosis == mistake and fb.score == 0
+    assert "A known mistake earns no points, even on the instances where it happens to give the right answer." \
+        in fb.text
 
 
 def _digest(value) -> bytes:

@@ -59,6 +59,12 @@ def grad_W(W, U, b, V, c, xs, targets):
     net.params.update(W=W, U=U, b=b, V=V, c=c)
     return bptt(net, xs, targets).grads["W"]
 """, True),
+    "imports an internal module with importlib": ([IMPORTS, BUILD], """\
+def grad_W(W, U, b, V, c, xs, targets):
+    import importlib
+    engine = importlib.import_module("bpttlab.engine")
+    return engine.bptt(engine_net(W, U, b, V, c), xs, targets).grads["W"]
+""", True),
     "reaches the package through sys.modules with a spelled-out name": ([IMPORTS], """\
 def grad_W(W, U, b, V, c, xs, targets):
     lib = sys.modules["bpt" + "tlab"]

@@ -84,6 +84,10 @@ class Feedback:
             text += f" Hidden instances: {hp} of {hn} right."
             if self.redrawn:
                 text += " Your grade comes from hidden instances drawn afresh when your work is graded."
+        main = self.main
+        if main is not None and main.mistake and any(v.passed for v in self.verdicts):
+            text += (" A known mistake earns no points, even on the instances where it happens to give the "
+                     "right answer.")
         return text
 
     def diagnosis_lines(self) -> list[str]:
