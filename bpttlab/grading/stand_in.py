@@ -29,8 +29,11 @@ from typing import Any, Callable
 
 #: The package whose use is watched.
 LIBRARY = "bpttlab"
-#: The package's folder: a frame whose code lives under it is the library's.
+#: The package's folder: a frame whose code lives under it is the library's. None when this file is not
+#: bpttlab/grading/stand_in.py (a sandbox may run a copy of it elsewhere): then only the stand-in watches.
 PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+if os.path.basename(PACKAGE_DIR) != LIBRARY:
+    PACKAGE_DIR = None
 #: The start of the error message a flagged call produces (``describe_exception`` writes the type first).
 MARKER = "LibraryUsed"
 
@@ -54,7 +57,8 @@ def _library_code(filename: str, cache: dict[str, bool]) -> bool:
     found = cache.get(filename)
     if found is None:
         path = os.path.realpath(filename)
-        found = cache[filename] = path.startswith(PACKAGE_DIR + os.sep) and path != os.path.realpath(__file__)
+        found = cache[filename] = (PACKAGE_DIR is not None and path.startswith(PACKAGE_DIR + os.sep)
+                                   and path != os.path.realpath(__file__))
     return found
 
 
