@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import textwrap
 
+import nbformat
 import numpy as np
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 import bpttlab as bl
 import grading_students as S
+from test_grading import GRAD_V_CELL
 from bpttlab.grading import get_exercise
 from bpttlab.grading.diagnosis import assess, planned_calls
 from bpttlab.grading.feedback import Feedback
@@ -213,3 +215,28 @@ def test_the_exercise_prompt_states_the_rule():
     for ex in bl.grading.exercises():
         assert RULE in ex.statement and RULE in ex._repr_html_().replace("&#x27;", "'")
     assert "scores 0" in RULE and "another cell" in RULE
+
+
+@pytest.mark.kernel
+def test_the_batch_grader_gives_a_cheating_cell_zero_and_keeps_an_honest_one(tmp_path):
+    """A whole notebook through bpttlab.grading.batch (kernel, sandbox child, judgement): the cell that
+    calls bl.bptt scores 0, the honest one that is checked against bl.bptt in the next cell full marks."""
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from bpttlab.grading import batch
+
+    check_V = ("net = engine_net(np.eye(2) * 0.5, np.ones((2, 1)), np.zeros(2), np.ones((1, 2)), np.zeros(1))\n"
+               "xs, ys = np.ones((3, 1)), np.zeros((3, 1))\n"
+               "assert np.allclose(grad_V(**{k: net.params[k] for k in 'WUbVc'}, xs=xs, targets=ys),\n"
+               "                   bl.bptt(net, xs, ys).grads['V'])\n")
+    cells = ["%load_ext bpttlab\n" + IMPORTS, BUILD, "%%bptt exercise grad-W\n" + CHEATS["calls bl.bptt"][1],
+             "%%bptt exercise grad-V\n" + GRAD_V_CELL.format(err="V @ h + c - y"), check_V]
+    path = tmp_path / "student.ipynb"
+    nbformat.write(new_notebook(cells=[new_code_cell(c) for c in cells]), path)
+    settings = batch.Settings(exercises=("grad-W", "grad-V"), seed=SEED, timeout=120.0, kernel="python3")
+    record = batch.grade_submission(str(path), settings)
+    results = {r["exercise"]: r for r in record["exercises"]}
+    assert not record["notes"], record["notes"]  # every cell ran, the check cell included
+    assert results["grad-W"]["diagnosis"] == "library_use" and results["grad-W"]["score"] == 0
+    assert "uses the library's gradient" in results["grad-W"]["detail"]
+    assert results["grad-V"]["diagnosis"] == "correct" and results["grad-V"]["score"] == get_exercise("grad-V").points

@@ -152,7 +152,7 @@ def in_function(fn: Callable) -> list[str]:
     Returns:
         one phrase per use ("bl (the bpttlab module), used by grad_W"); empty when there is none.
     """
-    home = getattr(getattr(fn, "__globals__", None), "get", lambda *_: None)("__name__")
+    home = getattr(fn, "__globals__", {}).get("__name__")  # the notebook's namespace (None: no Python function)
     found: list[str] = []
     todo: list[tuple[str, Any, str]] = [(getattr(fn, "__name__", "the function"), fn, "the notebook")]
     seen: set[int] = set()
