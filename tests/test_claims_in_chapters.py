@@ -1,4 +1,4 @@
-"""A chapter's claims fail when the numbers behind them change.
+"""A chapter's claims fail when the numbers behind them change; its model answers stay out of the student release.
 
 Each case takes a claim that the chapter, as stored (and checked by nbval), prints with its tick; cuts the
 chapter down to the few cells that claim needs (found by their text, so the test follows the chapter when
@@ -71,3 +71,22 @@ def test_changing_a_constant_behind_a_claim_fails_the_chapter(chapter, picks, ch
         run(changed)
     message = str(failure.value)
     assert "ClaimFailed" in message and claim in message
+
+
+@pytest.mark.parametrize("chapter", ["01-unfolding.ipynb", "02-explicit-implicit.ipynb", "03-full-bptt.ipynb"])
+def test_the_student_release_keeps_no_model_answer(chapter):
+    """Every Try-it model answer (and the cell that checks it) sits between solution markers, so the
+    student version keeps the prompts and loses the answers."""
+    from bpttlab.grading.notebooks import release
+
+    teacher = nbformat.read(WORKBOOKS / chapter, as_version=4)
+    answers = [c for c in teacher.cells if "Model answers" in c.source]
+    assert len(answers) == 1 and answers[0].cell_type == "markdown"
+    student = release(teacher, name=chapter)
+    text = "\n".join(c.source for c in student.cells)
+    assert "Try it" in text
+    assert "Model answers" not in text and "SOLUTION" not in text
+    kept = {c.source for c in student.cells}
+    checking = [c for c in teacher.cells if c.cell_type == "code" and "### BEGIN SOLUTION" in c.source
+                and not c.source.startswith("%%bptt")]
+    assert checking and not any(c.source in kept for c in checking)
