@@ -19,8 +19,9 @@ all five parameters of a tanh Elman network with the mse loss follow from the sa
     \frac{\partial E}{\partial V} = \sum_t \bar o_t h_t^\top,\quad
     \frac{\partial E}{\partial c} = \sum_t \bar o_t .
 
-The reference is the engine's :func:`bpttlab.bptt`; each slip reruns the sweep on the engine's forward
-pass with one change (:func:`_swept`), the way a student gets it wrong.
+The reference is the engine's :func:`bpttlab.bptt`. Most slips rerun the sweep on the engine's forward
+pass with one change (:func:`_swept`), the way a student gets it wrong; the others rescale the reference
+or keep only copy 1's terms.
 """
 from __future__ import annotations
 
