@@ -495,6 +495,14 @@ CORRECT = {
     "gru-update-gate": gru_grad_Wz,
 }
 
+# exercises with a module of their own keep their students beside it (tests/students_<topic>.py)
+from students_checkpoint import segment_backward  # noqa: E402
+from students_jacobian import jacobian_products  # noqa: E402
+from students_lstm import cell_state_grads  # noqa: E402
+
+CORRECT.update({"jacobian-product": jacobian_products, "lstm-cell-state": cell_state_grads,
+                "checkpoint-segment": segment_backward})
+
 MISTAKES = [
     ("forward-pass", rnn_forward_collects_before_update, "off_by_one_time"),
     ("forward-pass", rnn_forward_transposed, "transposed"),

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", dest="write", action="store_false",
                         help="execute and time the chapters without writing them back")
     args = parser.parse_args(argv)
-    patterns = args.notebooks or ["[0-9][0-9]-*.ipynb"]
+    patterns = args.notebooks or ["[0-9][0-9]*-*.ipynb"]
     paths = sorted({p for pattern in patterns for p in HERE.glob(Path(pattern).name)})
     if not paths:
         parser.error(f"no notebook matches {patterns}")

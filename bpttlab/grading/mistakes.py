@@ -104,6 +104,26 @@ _ENTRIES = (
             "compute it, so it earns no points.",
             "Write the computation with NumPy in the graded function; compare it with bl.bptt in another "
             "cell, not inside the function."),
+    Mistake("wrong_matrix_norm", "the wrong size of a matrix",
+            "A matrix was measured by the wrong number: the spectral radius ρ(W) (largest |eigenvalue|) or the "
+            "Frobenius norm where the largest singular value σ_max(W) = ‖W‖₂ belongs. Only ‖W‖₂ bounds "
+            "‖W v‖ ≤ ‖W‖₂ ‖v‖ for every v, so only it bounds a product of Jacobians.",
+            "Use np.linalg.norm(W, 2), the largest singular value; ρ(W) can be far smaller for a matrix that is "
+            "not symmetric."),
+    Mistake("product_order_reversed", "the factors of a product in the wrong order",
+            "Matrix products do not commute: ∂h_t/∂h_k = J_t J_{t-1} ⋯ J_{k+1}, the newest Jacobian on the "
+            "left; the factors were multiplied the other way round.",
+            "Multiply each new Jacobian in on the left: P ← J_j @ P."),
+    Mistake("gate_missing", "a gate's factor left out",
+            "A path through a gated cell lost the gate that multiplies it, e.g. the forget gate f_{t+1} on "
+            "the way from c_{t+1} back to c_t, or the output gate o_t on the way from h_t to c_t.",
+            "Write the step out: c_{t+1} = f_{t+1} ⊙ c_t + i_{t+1} ⊙ g_{t+1} and h_t = o_t ⊙ tanh(c_t); every "
+            "factor a forward product applies, the backward pass applies too."),
+    Mistake("wrong_start_state", "recomputed from the wrong state",
+            "A recomputed stretch of the forward pass started from the wrong state (zero, or another "
+            "checkpoint) instead of the checkpoint stored for it, so every recomputed value is off.",
+            "Start the recomputation from the state that was stored when the forward pass entered the "
+            "segment: h = h_lo, not zeros."),
 )
 
 #: key -> Mistake, in the order the diagnosis tries them.

@@ -21,6 +21,9 @@ from .exercise import PREFIX, Exercise, ExercisePack, Slip, Timeline
 from .instances import elman_problem
 from .mistakes import derivative_slips, elman_site_cotangents, tanh_derivative
 from .pack_sweep import BACKWARD_SWEEP
+from .pack_checkpoint import CHECKPOINT_SEGMENT
+from .pack_jacobian import JACOBIAN_PRODUCT
+from .pack_lstm import LSTM_CELL_STATE
 
 ELMAN_ARGS = "W, U, b, V, c, xs, targets"
 
@@ -618,5 +621,6 @@ CORE_PACK = ExercisePack(
     name="core",
     description="the built-in exercises: forward pass to TBPTT and a GRU gate (12 exercises)",
     exercises=(FORWARD_PASS, TOTAL_LOSS, GRAD_V, GRAD_HIDDEN, EXPLICIT_DH_DW, GRAD_ET_W, GRAD_W, GRAD_U,
-               TRUNCATED_GRAD_W, CLIP_NORM, TBPTT_UPDATE, GRU_UPDATE_GATE, BACKWARD_SWEEP),
+               TRUNCATED_GRAD_W, CLIP_NORM, TBPTT_UPDATE, GRU_UPDATE_GATE, BACKWARD_SWEEP,
+               JACOBIAN_PRODUCT, LSTM_CELL_STATE, CHECKPOINT_SEGMENT),
 )
