@@ -8,51 +8,12 @@ import numpy as np
 import bpttlab as bl
 from bpttlab.grading import get_exercise
 from bpttlab.grading.instances import hidden_instances, public_instances
+import pack_students as S
 from pack_checks import SEEDS, standard_tests
 
 ID = "es-gradient"
+right = S.CORRECT[ID]
 NAMES = ("W", "U", "b", "V", "c")
-
-
-def _loss(p, xs, targets, *, recurrent="W", readout="h_t", reduce="sum"):
-    W = p["W"].T if recurrent == "W.T" else p["W"]
-    h, losses = np.zeros(len(p["b"])), []
-    for x, y in zip(xs, targets):
-        h_new = np.tanh(W @ h + p["U"] @ x + p["b"])
-        o = p["V"] @ (h_new if readout == "h_t" else h) + p["c"]
-        losses.append(0.5 * np.sum((o - y) ** 2))
-        h = h_new
-    return np.sum(losses) if reduce == "sum" else np.mean(losses)
-
-
-def _es(W, U, b, V, c, xs, targets, eps, sigma, *, accumulate=True, order=1.0, **forward):
-    theta = {"W": W, "U": U, "b": b, "V": V, "c": c}
-    m = len(eps["W"])
-    g = {k: np.zeros_like(v) for k, v in theta.items()}
-    for i in range(m):
-        up = _loss({k: theta[k] + sigma * eps[k][i] for k in theta}, xs, targets, **forward)
-        down = _loss({k: theta[k] - sigma * eps[k][i] for k in theta}, xs, targets, **forward)
-        for k in theta:
-            term = order * (up - down) * eps[k][i]
-            g[k] = g[k] + term if accumulate else term
-    return {k: v / (2 * m * sigma) for k, v in g.items()}
-
-
-def right(**kw):
-    return _es(**kw)
-
-
-def _student(**switches):
-    return lambda **kw: _es(**kw, **switches)
-
-
-MISTAKES = [
-    ("down_minus_up", _student(order=-1.0), "sign_flipped"),
-    ("overwritten", _student(accumulate=False), "no_accumulation"),
-    ("mean_loss", _student(reduce="mean"), "mean_instead_of_sum"),
-    ("readout_of_previous_state", _student(readout="h_prev"), "off_by_one_time"),
-    ("W_transposed_forward", _student(recurrent="W.T"), "transposed"),
-]
 
 
 def test_reference_equals_the_naive_estimate():
@@ -79,4 +40,4 @@ def test_with_many_small_directions_the_estimate_points_along_the_bptt_gradient(
 
 
 (test_a_right_answer_gets_full_marks, test_each_mistake_is_diagnosed_at_its_first_wrong_step_and_scores_zero,
- test_every_slip_of_the_exercise_is_made_by_some_student) = standard_tests(ID, right, MISTAKES)
+ test_every_slip_of_the_exercise_is_made_by_some_student) = standard_tests(ID, right, S.MISTAKES[ID])
