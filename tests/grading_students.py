@@ -562,3 +562,8 @@ MISTAKES = [
     ("gru-update-gate", gru_grad_Wz_new_state, "off_by_one_time"),
     ("gru-update-gate", gru_grad_Wz_elementwise, "elementwise_product"),
 ]
+
+# The exercises of the topic modules (bpttlab/grading/pack_*.py) have their students in pack_students.py.
+from pack_students import CORRECT as _TOPIC_CORRECT  # noqa: E402
+
+CORRECT.update(_TOPIC_CORRECT)

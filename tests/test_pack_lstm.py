@@ -58,7 +58,7 @@ def test_right_answer_gets_full_marks():
 
 @pytest.mark.parametrize("student, mistake", S.MISTAKES, ids=[f.__name__ for f, _ in S.MISTAKES])
 def test_each_mistake_is_diagnosed_at_its_first_wrong_step_and_scores_zero(student, mistake):
-    K.assert_diagnosed_with_score_zero(ID, student, S.cell_state_grads, mistake)
+    K.assert_diagnosed_and_scores_zero(ID, student, mistake, S.cell_state_grads)
 
 
 def test_every_catalogued_slip_fails_every_instance():

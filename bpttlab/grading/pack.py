@@ -24,6 +24,9 @@ from .pack_sweep import BACKWARD_SWEEP
 from .pack_checkpoint import CHECKPOINT_SEGMENT
 from .pack_jacobian import JACOBIAN_PRODUCT
 from .pack_lstm import LSTM_CELL_STATE
+from .pack_end_of_window import END_OF_WINDOW_UPDATE
+from .pack_evolution import ES_GRADIENT
+from .pack_jordan import JORDAN_GRAD_V
 
 ELMAN_ARGS = "W, U, b, V, c, xs, targets"
 
@@ -622,5 +625,6 @@ CORE_PACK = ExercisePack(
     description="the built-in exercises: forward pass to TBPTT and a GRU gate (12 exercises)",
     exercises=(FORWARD_PASS, TOTAL_LOSS, GRAD_V, GRAD_HIDDEN, EXPLICIT_DH_DW, GRAD_ET_W, GRAD_W, GRAD_U,
                TRUNCATED_GRAD_W, CLIP_NORM, TBPTT_UPDATE, GRU_UPDATE_GATE, BACKWARD_SWEEP,
-               JACOBIAN_PRODUCT, LSTM_CELL_STATE, CHECKPOINT_SEGMENT),
+               JACOBIAN_PRODUCT, LSTM_CELL_STATE, CHECKPOINT_SEGMENT, END_OF_WINDOW_UPDATE, JORDAN_GRAD_V,
+               ES_GRADIENT),
 )

@@ -39,6 +39,8 @@ class _Factors:
         self.h = g.names.state
         self.theta = sp.latex(sp.Symbol(d.wrt))
         self.readout = g.template.readout
+        #: the fed-back state is the output itself (Jordan): the factor do_t/do_t = 1 is left out
+        self.output_is_state = self.readout and self.h == "o"
         self.chain = g.template.chain
         self.vector = not d.sizes.scalar
 
@@ -108,7 +110,8 @@ def _factor_tex(d, F: _Factors, t: int, k: int) -> str:
     step_t = d.graph.step(t)
     parts = [_braced(d, F.value(d.loss_gradient(), row=True), F.m_loss(t))]
     out = step_t.out_state.xreplace(d._substitution)
-    parts.append(_braced(d, _named_matrix(d, out) or F.value(out), F.m_out(t)))
+    if not F.output_is_state:
+        parts.append(_braced(d, _named_matrix(d, out) or F.value(out), F.m_out(t)))
     top = t if F.readout else t - 1
     for j in range(top, k, -1):
         parts.append(_braced(d, F.chain_tex(j) or F.value(d.jacobian(j)), F.m_jac(j)))
@@ -137,7 +140,8 @@ def _value_tex(d, value) -> str:
 def _general_tex(d, F: _Factors) -> list[str]:
     h, th = F.h, F.theta
     if F.readout:
-        form = (rf"C_{{t,k}} &= \frac{{\partial E_t}}{{\partial o_t}}\,\frac{{\partial o_t}}{{\partial {h}_t}}\,"
+        readout = "" if F.output_is_state else rf"\frac{{\partial o_t}}{{\partial {h}_t}}\,"
+        form = (rf"C_{{t,k}} &= \frac{{\partial E_t}}{{\partial o_t}}\,{readout}"
                 rf"\frac{{\partial {h}_t}}{{\partial {h}_k}}\,\frac{{\partial^+ {h}_k}}{{\partial {th}}}")
     else:
         form = (rf"C_{{t,k}} &= \frac{{\partial E_t}}{{\partial o_t}}\,\frac{{\partial o_t}}{{\partial {h}_{{t-1}}}}\,"
@@ -192,15 +196,16 @@ def text(d) -> str:
     head = (f"dE_{t}/d{th}  ({d.cell.name}, {d.sizes}, f = {d.activation.name}, loss {d.loss.name}"
             f"{f', k2={d.k2}' if d.k2 else ''}, {h}_0 = {'0' if d.h0 == 'zero' else 'symbol'})")
     chain = F.chain_text("j") or f"d{h}_j/d{h}_(j-1)"
+    readout = "" if F.output_is_state else f"do_t/d{h}_{'t' if F.readout else '(t-1)'} * "
     lines = [head,
              f"  = explicit C[{t}][{t}] + implicit (" + (" + ".join(f"C[{t}][{k}]" for k in implicit) or "0") + ")",
-             f"  C[t][k] = dE_t/do_t * do_t/d{h}_{'t' if F.readout else '(t-1)'} * d{h}_t/d{h}_k * d+{h}_k/d{th},"
+             f"  C[t][k] = dE_t/do_t * {readout}d{h}_t/d{h}_k * d+{h}_k/d{th},"
              f"  d{h}_t/d{h}_k = prod_(j=k+1..t) {chain}",
              "explicit:",
              f"  C[{t}][{t}] = {_text(d.explicit)}",
              f"implicit (through {h}_{t - 1}):"]
     for k in implicit:
-        factors = [f"dE_{t}/do_{t}", f"do_{t}/d{src}"]
+        factors = [f"dE_{t}/do_{t}"] + ([] if F.output_is_state else [f"do_{t}/d{src}"])
         factors += [f"[{F.chain_text(j) or f'd{h}_{j}/d{h}_{j - 1}'}]" for j in range(t if F.readout else t - 1, k, -1)]
         factors.append(f"d+{h}_{k}/d{th}")
         lines.append(f"  C[{t}][{k}] = {' * '.join(factors)}\n          = {_text(d.terms[k])}")
