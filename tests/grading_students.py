@@ -554,3 +554,9 @@ MISTAKES = [
     ("gru-update-gate", gru_grad_Wz_new_state, "off_by_one_time"),
     ("gru-update-gate", gru_grad_Wz_elementwise, "elementwise_product"),
 ]
+
+# Chapter 10's exercise (its students live in charlm_students.py).
+from charlm_students import CORRECT as _CHARLM_CORRECT, MISTAKES as _CHARLM_MISTAKES  # noqa: E402
+
+CORRECT.update(_CHARLM_CORRECT)
+MISTAKES.extend(_CHARLM_MISTAKES)

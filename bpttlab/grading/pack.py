@@ -20,6 +20,7 @@ from . import references as R
 from .exercise import PREFIX, Exercise, ExercisePack, Slip, Timeline
 from .instances import elman_problem
 from .mistakes import derivative_slips, elman_site_cotangents, tanh_derivative
+from .pack_charlm import CE_OUTPUT_GRADIENT
 
 ELMAN_ARGS = "W, U, b, V, c, xs, targets"
 
@@ -617,5 +618,5 @@ CORE_PACK = ExercisePack(
     name="core",
     description="the built-in exercises: forward pass to TBPTT and a GRU gate (12 exercises)",
     exercises=(FORWARD_PASS, TOTAL_LOSS, GRAD_V, GRAD_HIDDEN, EXPLICIT_DH_DW, GRAD_ET_W, GRAD_W, GRAD_U,
-               TRUNCATED_GRAD_W, CLIP_NORM, TBPTT_UPDATE, GRU_UPDATE_GATE),
+               TRUNCATED_GRAD_W, CLIP_NORM, TBPTT_UPDATE, GRU_UPDATE_GATE, CE_OUTPUT_GRADIENT),
 )
