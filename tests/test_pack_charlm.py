@@ -140,3 +140,18 @@ def test_the_text_loads_from_the_installed_package(tmp_path):
     out = subprocess.run([sys.executable, "-c", probe, str(built)], cwd=tmp_path, check=True, capture_output=True,
                          text=True, env={"PATH": "/usr/bin:/bin"})
     assert int(out.stdout) == len(load_text().encode("utf-8"))
+
+
+def test_the_student_release_of_chapter_10_keeps_no_answer():
+    import nbformat
+
+    from bpttlab.grading.notebooks import release
+
+    teacher = nbformat.read(ROOT / "workbooks" / "10-char-lm.ipynb", as_version=4)
+    student = release(teacher, known_ids=set(bl.registry.exercises.get("core").ids()), name="10-char-lm")
+    text = "\n".join(cell.source for cell in student.cells)
+    assert "SOLUTION" not in text and "Model answer" not in text and "p /= p.sum" not in text
+    model_answers = sum(c.source.count("<!-- BEGIN SOLUTION -->") for c in teacher.cells)
+    assert model_answers >= 4 and text.count("YOUR ANSWER HERE") == model_answers
+    exercise = next(c for c in student.cells if c.source.startswith("%%bptt exercise ce-output-grad"))
+    assert "raise NotImplementedError()" in exercise.source and not exercise.outputs
