@@ -495,14 +495,6 @@ CORRECT = {
     "gru-update-gate": gru_grad_Wz,
 }
 
-# exercises with a module of their own keep their students beside it (tests/students_<topic>.py)
-from students_checkpoint import segment_backward  # noqa: E402
-from students_jacobian import jacobian_products  # noqa: E402
-from students_lstm import cell_state_grads  # noqa: E402
-
-CORRECT.update({"jacobian-product": jacobian_products, "lstm-cell-state": cell_state_grads,
-                "checkpoint-segment": segment_backward})
-
 MISTAKES = [
     ("forward-pass", rnn_forward_collects_before_update, "off_by_one_time"),
     ("forward-pass", rnn_forward_transposed, "transposed"),
@@ -563,7 +555,16 @@ MISTAKES = [
     ("gru-update-gate", gru_grad_Wz_elementwise, "elementwise_product"),
 ]
 
-# The exercises of the topic modules (bpttlab/grading/pack_*.py) have their students in pack_students.py.
+# Exercises with a module of their own (bpttlab/grading/pack_*.py) keep their students beside their tests.
+from charlm_students import CORRECT as _CHARLM_CORRECT, MISTAKES as _CHARLM_MISTAKES  # noqa: E402
 from pack_students import CORRECT as _TOPIC_CORRECT  # noqa: E402
+from students_checkpoint import segment_backward  # noqa: E402
+from students_jacobian import jacobian_products  # noqa: E402
+from students_lstm import cell_state_grads  # noqa: E402
+from test_pack_sweep import backward_sweep  # noqa: E402
 
 CORRECT.update(_TOPIC_CORRECT)
+CORRECT.update(_CHARLM_CORRECT)
+CORRECT.update({"jacobian-product": jacobian_products, "lstm-cell-state": cell_state_grads,
+                "checkpoint-segment": segment_backward, "backward-sweep": backward_sweep})
+MISTAKES.extend(_CHARLM_MISTAKES)

@@ -124,6 +124,19 @@ _ENTRIES = (
             "checkpoint) instead of the checkpoint stored for it, so every recomputed value is off.",
             "Start the recomputation from the state that was stored when the forward pass entered the "
             "segment: h = h_lo, not zeros."),
+    Mistake("softmax_missing", "probabilities not taken through the softmax",
+            "For E_t = -log softmax(o_t)[y_t] the gradient at the output is p_t - onehot(y_t) with the "
+            "probabilities p_t = softmax(o_t) = exp(o_t) / Σ_j exp(o_t[j]); something else stood in for p_t: "
+            "the logits o_t themselves (which gives the mse gradient), exp(o_t) without its normaliser, or "
+            "log p_t.",
+            "Turn each step's logits into probabilities first, p = np.exp(o - o.max()); p /= p.sum(), then "
+            "subtract 1 at the target: p[y] -= 1."),
+    Mistake("wrong_axis", "reduced over the wrong axis",
+            "A sum, mean, maximum or softmax normaliser was taken over the wrong axis of an array: over time "
+            "(axis 0) where it belongs over the units or classes of one step (the last axis), or the other "
+            "way round.",
+            "Name each axis (time first, then units or classes) and pass axis= explicitly: a softmax over "
+            "the classes of each step is normalised with .sum(axis=-1, keepdims=True)."),
 )
 
 #: key -> Mistake, in the order the diagnosis tries them.

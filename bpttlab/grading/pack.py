@@ -1,9 +1,9 @@
-r"""The built-in exercise pack, ``core``: twelve exercises from the forward pass to a GRU gate.
+r"""The built-in exercise pack, ``core``: twenty exercises, from the forward pass to a character model.
 
-Every exercise works on a tanh Elman network with the mse loss, in ARCHITECTURE.md's notation
-(:math:`a_t = W h_{t-1} + U x_t + b`, :math:`h_t = \tanh(a_t)`, :math:`o_t = V h_t + c`,
+The twelve exercises defined here work on a tanh Elman network with the mse loss, in ARCHITECTURE.md's
+notation (:math:`a_t = W h_{t-1} + U x_t + b`, :math:`h_t = \tanh(a_t)`, :math:`o_t = V h_t + c`,
 :math:`E = \sum_t \tfrac12 \lVert o_t - y_t\rVert^2`, :math:`h_0 = 0`, arrays 0-based in time), except the
-last, which takes one step of a GRU. References come from the engine
+last, which takes one step of a GRU; the others come from modules of their own (``pack_<topic>.py``). References come from the engine
 (:mod:`bpttlab.grading.references`); each slip is a catalogued mistake
 (:mod:`bpttlab.grading.mistakes`) computed from the same engine quantities.
 
@@ -20,13 +20,14 @@ from . import references as R
 from .exercise import PREFIX, Exercise, ExercisePack, Slip, Timeline
 from .instances import elman_problem
 from .mistakes import derivative_slips, elman_site_cotangents, tanh_derivative
-from .pack_sweep import BACKWARD_SWEEP
+from .pack_charlm import CE_OUTPUT_GRADIENT
 from .pack_checkpoint import CHECKPOINT_SEGMENT
-from .pack_jacobian import JACOBIAN_PRODUCT
-from .pack_lstm import LSTM_CELL_STATE
 from .pack_end_of_window import END_OF_WINDOW_UPDATE
 from .pack_evolution import ES_GRADIENT
+from .pack_jacobian import JACOBIAN_PRODUCT
 from .pack_jordan import JORDAN_GRAD_V
+from .pack_lstm import LSTM_CELL_STATE
+from .pack_sweep import BACKWARD_SWEEP
 
 ELMAN_ARGS = "W, U, b, V, c, xs, targets"
 
@@ -622,9 +623,10 @@ GRU_UPDATE_GATE = Exercise(
 
 CORE_PACK = ExercisePack(
     name="core",
-    description="the built-in exercises: forward pass to TBPTT and a GRU gate (12 exercises)",
+    description="the built-in exercises: forward pass, BPTT, clipping, gated cells, checkpointing, TBPTT, "
+                "Jordan, evolution strategies and a character model (20 exercises)",
     exercises=(FORWARD_PASS, TOTAL_LOSS, GRAD_V, GRAD_HIDDEN, EXPLICIT_DH_DW, GRAD_ET_W, GRAD_W, GRAD_U,
                TRUNCATED_GRAD_W, CLIP_NORM, TBPTT_UPDATE, GRU_UPDATE_GATE, BACKWARD_SWEEP,
                JACOBIAN_PRODUCT, LSTM_CELL_STATE, CHECKPOINT_SEGMENT, END_OF_WINDOW_UPDATE, JORDAN_GRAD_V,
-               ES_GRADIENT),
+               ES_GRADIENT, CE_OUTPUT_GRADIENT),
 )
