@@ -4,7 +4,8 @@
 [--assignment NOTEBOOK] [--kernel NAME] [--force]`` grades student notebooks (see
 :mod:`bpttlab.grading.batch`). ``bpttlab release TEACHER_NOTEBOOKS... --out DIR [--force]`` writes the
 student versions: solutions between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` replaced by a stub,
-exercise cells tagged and their outputs cleared.
+exercise cells tagged and their outputs cleared; with ``--format nbgrader``, nbgrader source notebooks
+instead (:mod:`bpttlab.grading.nbgrader_format`).
 
 Exit status: 0 done, 1 something could not be graded or released, 2 bad arguments.
 """
@@ -58,6 +59,9 @@ def add_release_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("notebooks", nargs="+", metavar="NOTEBOOK", help="teacher notebooks with solutions")
     p.add_argument("--out", required=True, metavar="DIR", help="where the student versions go")
     p.add_argument("--force", action="store_true", help="overwrite student versions that exist")
+    p.add_argument("--format", choices=("student", "nbgrader"), default="student",
+                   help="student: notebooks to hand out (default); nbgrader: nbgrader source notebooks "
+                        "(put them in the course's source/ASSIGNMENT/ folder)")
 
 
 def _exercise_ids(args) -> tuple[str, ...]:
@@ -126,7 +130,10 @@ def run_release(args) -> int:
     import nbformat
 
     from .api import exercises
+    from .nbgrader_format import to_nbgrader
     from .notebooks import release
+
+    convert = to_nbgrader if args.format == "nbgrader" else release
 
     out = Path(args.out)
     known = {ex.id for ex in exercises()}
@@ -143,7 +150,7 @@ def run_release(args) -> int:
             return 2
         try:
             nb = nbformat.read(src, as_version=4)
-            student = release(nb, known_ids=known, name=src.name)
+            student = convert(nb, known_ids=known, name=src.name)
         except (OSError, ValueError) as exc:
             print(f"bpttlab release: {src}: {exc}", file=sys.stderr)
             status = 1
