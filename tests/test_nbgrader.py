@@ -312,3 +312,19 @@ def test_autograde_returns_the_score_and_says_what_is_missing(monkeypatch, capsy
     assert "must define the function grad_W" in capsys.readouterr().out
     monkeypatch.setenv("BPTTLAB_BATCH_GRADING", "1")  # bpttlab grade runs the notebook: it grades itself
     assert N.autograde("grad-W", {"grad_W": right}) is None
+
+
+def test_every_chapter_converts_to_a_valid_nbgrader_source_notebook():
+    from nbgrader.nbgraderformat import MetadataValidator
+
+    from bpttlab.grading.notebooks import exercise_cells
+
+    chapters = sorted((Path(__file__).resolve().parents[1] / "workbooks").glob("[0-9]*.ipynb"))
+    assert chapters
+    for chapter in chapters:
+        teacher = nbformat.read(chapter, as_version=4)
+        nb = N.to_nbgrader(teacher, name=chapter.name)
+        MetadataValidator().validate_nb(nb)
+        tests = {c.metadata["bpttlab"]["test"]: c.metadata["nbgrader"]["points"] for c in nb.cells
+                 if "test" in c.metadata.get("bpttlab", {})}
+        assert tests == {ex: bl.grading.get_exercise(ex).points for ex in exercise_cells(teacher)}, chapter.name

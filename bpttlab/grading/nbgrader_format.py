@@ -65,7 +65,7 @@ def cell_metadata(grade_id: str, *, solution: bool = False, grade: bool = False,
     return meta
 
 
-def test_source(exercise) -> str:
+def autograder_source(exercise) -> str:
     """The autograder test cell of an exercise: a comment for the student and one call."""
     worth = f"{exercise.points:g} point" + ("" if exercise.points == 1 else "s")
     return (f"# Autograder test of exercise {exercise.id} ({worth}). Do not edit this cell:\n"
@@ -127,7 +127,7 @@ def to_nbgrader(nb, known_ids=None, name: str = "notebook"):
         cell.metadata.setdefault("bpttlab", {})["exercise"] = ex_id
         if has_solution:
             cell.metadata["nbgrader"] = cell_metadata(gid, solution=True)
-        test = new_code_cell(test_source(exercise), metadata={
+        test = new_code_cell(autograder_source(exercise), metadata={
             "nbgrader": cell_metadata(f"{gid}-test", grade=True, locked=True, points=exercise.points),
             "bpttlab": {"test": ex_id}})
         cells += [cell, test]
