@@ -307,8 +307,13 @@ def test_autograde_returns_the_score_and_says_what_is_missing(monkeypatch, capsy
     monkeypatch.setenv(N.SEED_ENV, str(SEED))
     monkeypatch.delenv("BPTTLAB_BATCH_GRADING", raising=False)
     right = _function(RIGHT["grad-W"], "grad_W")
-    assert N.autograde("grad-W", {"grad_W": right}) == 3.0
-    assert N.autograde("grad-W", {}) == 0.0
+    score = N.autograde("grad-W", {"grad_W": right})
+    assert float(score) == 3.0 and repr(score) == "3.0"  # the text nbgrader reads
+    assert float(N.autograde("grad-W", {})) == 0.0
+    from IPython.core.formatters import PlainTextFormatter
+
+    text = PlainTextFormatter(float_precision="%.2f")
+    assert text(N.Score(5 / 7)) == repr(5 / 7) and text(5 / 7) == "0.71"  # a notebook's %precision 2
     assert "must define the function grad_W" in capsys.readouterr().out
     monkeypatch.setenv("BPTTLAB_BATCH_GRADING", "1")  # bpttlab grade runs the notebook: it grades itself
     assert N.autograde("grad-W", {"grad_W": right}) is None

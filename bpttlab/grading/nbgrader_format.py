@@ -31,6 +31,7 @@ import re
 import sys
 import warnings
 from contextlib import redirect_stderr
+from dataclasses import dataclass
 from pathlib import Path
 
 from .api import BATCH_ENV, get_exercise, grade
@@ -174,10 +175,24 @@ def hidden_seed() -> int | None:
         raise ValueError(f"{where} must hold an integer seed, got {text.strip()[:40]!r}") from None
 
 
-def autograde(exercise_id: str, namespace: dict | None = None) -> float | None:
+@dataclass(frozen=True)
+class Score:
+    """The points a test cell earned. Its text is the number in full (``repr`` of the float, whatever
+    ``%precision`` a notebook set), which nbgrader reads as the cell's partial credit."""
+
+    points: float
+
+    def __repr__(self) -> str:
+        return repr(float(self.points))
+
+    def __float__(self) -> float:
+        return float(self.points)
+
+
+def autograde(exercise_id: str, namespace: dict | None = None) -> Score | None:
     """Grade the function an exercise asks for, as an nbgrader test cell does.
 
-    Displays bpttlab's feedback and returns the score (a float between 0 and the exercise's points),
+    Displays bpttlab's feedback and returns the :class:`Score` (between 0 and the exercise's points),
     which nbgrader reads as the cell's partial credit. Warnings and anything the function writes to
     stderr while it is graded are kept out of the cell's output (nbgrader gives no credit to a test
     cell that wrote to stderr).
@@ -204,7 +219,7 @@ def autograde(exercise_id: str, namespace: dict | None = None) -> float | None:
             warnings.simplefilter("ignore")
             feedback = grade(exercise, fn, hidden_seed=seed)
     _show(feedback)
-    return float(min(feedback.score, feedback.points))
+    return Score(min(feedback.score, feedback.points))
 
 
 def _show(feedback: Feedback) -> None:
