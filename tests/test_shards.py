@@ -154,3 +154,8 @@ def test_a_folder_keeps_its_shard(tmp_path, capsys):
     (folder,) = _quick_shards(tmp_path, capsys, 2, only=(1,))
     status, text = grade(capsys, *subs("malformed_json"), *common(folder), "--shard", "2/2")
     assert status == 2 and "already holds shard 1/2" in text
+
+
+def test_grade_without_submissions_or_merge_exits_2(tmp_path, capsys):
+    status, text = grade(capsys, "--out", str(tmp_path / "o"), "--exercises", EXERCISES)
+    assert status == 2 and "give the submissions to grade (or --merge" in text
