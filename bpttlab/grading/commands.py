@@ -1,11 +1,13 @@
 """The ``bpttlab grade`` and ``bpttlab release`` commands (the CLI dispatches to these).
 
 ``bpttlab grade SUBMISSIONS... --out DIR [--jobs N] [--timeout S] [--seed N] [--exercises IDS]
-[--assignment NOTEBOOK] [--kernel NAME] [--force]`` grades student notebooks (see
-:mod:`bpttlab.grading.batch`). ``bpttlab release TEACHER_NOTEBOOKS... --out DIR [--force]`` writes the
+[--assignment NOTEBOOK] [--kernel NAME] [--force] [--shard I/N]`` grades student notebooks (see
+:mod:`bpttlab.grading.batch`; a shard grades a stable share of them), ``bpttlab grade --merge DIR...
+--out DIR`` joins shards (:mod:`bpttlab.grading.shards`). ``bpttlab release TEACHER_NOTEBOOKS... --out DIR [--force]`` writes the
 student versions: solutions between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` replaced by a stub,
 exercise cells tagged, outputs, attachments and the metadata a student does not need dropped; an exercise
-cell without solution markers stops the release (see :func:`bpttlab.grading.notebooks.release`).
+cell without solution markers stops the release (see :func:`bpttlab.grading.notebooks.release`); with
+``--format nbgrader``, nbgrader source notebooks instead (:mod:`bpttlab.grading.nbgrader_format`).
 
 Exit status: 0 done, 1 something could not be graded or released, 2 bad arguments.
 """
@@ -34,7 +36,7 @@ def _positive(kind):
 
 def add_grade_arguments(p: argparse.ArgumentParser) -> None:
     """The arguments of ``bpttlab grade``."""
-    p.add_argument("submissions", nargs="+", metavar="SUBMISSION",
+    p.add_argument("submissions", nargs="*", metavar="SUBMISSION",
                    help="student notebooks (.ipynb); the file name is the student's name")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="where the gradebook, the results and the feedback files go")
@@ -52,6 +54,11 @@ def add_grade_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kernel", default=None, metavar="NAME",
                    help="kernelspec to run the notebooks in (default: bpttlab if installed, else python3)")
     p.add_argument("--force", action="store_true", help="regrade submissions that already have a result")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="grade only shard I of N (a stable share of the students, by a hash of the name); "
+                        "needs --seed, the same for every shard")
+    p.add_argument("--merge", nargs="+", default=None, metavar="DIR",
+                   help="instead of grading, join the --out folders of shards 1..N into --out")
 
 
 def add_release_arguments(p: argparse.ArgumentParser) -> None:
@@ -59,6 +66,9 @@ def add_release_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("notebooks", nargs="+", metavar="NOTEBOOK", help="teacher notebooks with solutions")
     p.add_argument("--out", required=True, metavar="DIR", help="where the student versions go")
     p.add_argument("--force", action="store_true", help="overwrite student versions that exist")
+    p.add_argument("--format", choices=("student", "nbgrader"), default="student",
+                   help="student: notebooks to hand out (default); nbgrader: nbgrader source notebooks "
+                        "(put them in the course's source/ASSIGNMENT/ folder)")
 
 
 def _exercise_ids(args) -> tuple[str, ...]:
@@ -108,14 +118,27 @@ def _kernel(name: str | None) -> str:
 
 def run_grade(args) -> int:
     """``bpttlab grade``: returns the exit status."""
-    from . import batch
+    from . import batch, shards
 
     try:
+        if args.merge:
+            shards.merge([Path(d) for d in args.merge], Path(args.out))
+            return 0
+        if not args.submissions:
+            raise _Usage("give the submissions to grade (or --merge the shards' folders)")
+        shard = shards.parse_shard(args.shard) if args.shard else None
+        if shard and args.seed is None:
+            raise _Usage("--shard needs --seed N: every shard must grade on the same hidden instances")
         settings = batch.Settings(exercises=_exercise_ids(args), seed=batch.stored_seed(Path(args.out), args.seed),
                                   timeout=float(args.timeout), kernel=_kernel(args.kernel))
         print(f"grading {len(args.submissions)} submission(s) on {', '.join(settings.exercises)} "
               f"(kernel {settings.kernel}, {args.jobs} at a time, {settings.timeout:g} s per cell)")
-        failures = batch.run(args.submissions, Path(args.out), settings, jobs=args.jobs, force=args.force)
+        submissions = args.submissions
+        if shard:
+            shards.record_shard(Path(args.out), shard, settings)
+            submissions = shards.select(submissions, shard)
+            print(f"shard {shard[0]}/{shard[1]}: {len(submissions)} of {len(args.submissions)} submission(s)")
+        failures = batch.run(submissions, Path(args.out), settings, jobs=args.jobs, force=args.force)
     except (_Usage, ValueError) as exc:
         print(f"bpttlab grade: error: {exc}", file=sys.stderr)
         return 2
@@ -132,7 +155,10 @@ def run_release(args) -> int:
     import nbformat
 
     from .api import exercises
+    from .nbgrader_format import to_nbgrader
     from .notebooks import release
+
+    convert = to_nbgrader if args.format == "nbgrader" else release
 
     out = Path(args.out)
     known = {ex.id for ex in exercises()}
@@ -148,7 +174,7 @@ def run_release(args) -> int:
             print(f"bpttlab release: error: {dest} exists; pass --force to overwrite", file=sys.stderr)
             return 2
         try:
-            released.append((src, dest, release(nbformat.read(src, as_version=4), known_ids=known, name=src.name)))
+            released.append((src, dest, convert(nbformat.read(src, as_version=4), known_ids=known, name=src.name)))
         except (OSError, ValueError) as exc:
             problems.append(f"bpttlab release: {src}: {exc}")
     if problems:
