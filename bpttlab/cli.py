@@ -57,7 +57,7 @@ def _check_data(args):
 
 
 def _run_check(args) -> int:
-    from .gradcheck import gradcheck
+    from .engine import gradcheck
 
     try:
         net, xs, ys = _check_data(args)
@@ -85,7 +85,7 @@ def _run_check(args) -> int:
 
 def _symbolic_errors(net, xs, ys, args) -> dict[str, float]:
     """Largest relative error per parameter between the SymPy derivation and the engine (bl.check)."""
-    from .check import check
+    from .agreement import check
 
     try:
         report = check(net, xs, ys, loss=args.loss, reduction=args.reduction, fd=False)

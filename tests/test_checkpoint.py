@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import bpttlab as bl
-from bpttlab.checkpoint import n_checkpoints
+from bpttlab.engine.checkpoint import n_checkpoints
 
 CELLS = ("elman", "jordan", "gru", "lstm")
 T = 23  # not a multiple of the segment lengths below, so the last segment is short

@@ -11,7 +11,7 @@ import pytest
 
 import bpttlab as bl
 import naive
-from bpttlab import engine
+from bpttlab.engine import passes
 
 T, D, H, O = 4, 2, 3, 3
 
@@ -149,7 +149,7 @@ def test_forward_and_contributions_validate_too(net):
 
 
 def test_contributions_refuses_a_table_that_is_too_large(net, monkeypatch):
-    monkeypatch.setattr(engine, "TABLE_LIMIT", 1000)
+    monkeypatch.setattr(passes, "TABLE_LIMIT", 1000)
     raises(ValueError, lambda: bl.contributions(net, np.ones((20, D)), np.zeros((20, O)), "W"),
            "contributions table for W", "T=20", "limit 1,000", "by_loss")
 

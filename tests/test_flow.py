@@ -1,4 +1,4 @@
-"""bpttlab.flow: state Jacobians and per-loss state gradients against the textbook recursion (tests/naive.py)
+"""bpttlab.engine.flow: state Jacobians and per-loss state gradients against the textbook recursion (tests/naive.py)
 and against finite differences through the public forward pass, for every registered cell."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 import bpttlab as bl
 import naive
-from bpttlab.flow import state_gradients, state_jacobians
+from bpttlab.engine.flow import state_gradients, state_jacobians
 
 ALL_CELLS = ("elman", "jordan", "gru", "lstm")
 

@@ -96,12 +96,12 @@ def test_a_warm_up_that_succeeds_logs_the_time_of_each_phase(monkeypatch, caplog
 LAZY = """
 import sys
 import bpttlab as bl
-print(sorted(m for m in ("bpttlab.check", "bpttlab.symbolic", "bpttlab.grading", "bpttlab.widgets", "ipywidgets")
+print(sorted(m for m in ("bpttlab.agreement", "bpttlab.symbolic", "bpttlab.grading", "bpttlab.widgets", "ipywidgets")
              if m in sys.modules))
-import bpttlab.check
+import bpttlab.agreement
 from bpttlab.symbolic import derive
 from bpttlab.grading import grade
-print(bl.check is sys.modules["bpttlab.check"].check, bl.derive is derive, bl.grade is grade, bl.widgets.__name__)
+print(bl.check is sys.modules["bpttlab.agreement"].check, bl.derive is derive, bl.grade is grade, bl.widgets.__name__)
 """
 
 

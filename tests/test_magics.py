@@ -316,7 +316,7 @@ def test_derive_bad_arguments(ip, line, message):
 
 
 def test_check_returns_the_report_of_bl_check(ip):
-    check = importlib.import_module("bpttlab.check")
+    check = importlib.import_module("bpttlab.agreement")
     bptt(ip, "new net elman --in 2 --hidden 2 --seed 3")
     report = bptt(ip, "check net xs[:3] ys[:3] --as rep")
     ref = check.check(ip.user_ns["net"], ip.user_ns["xs"][:3], ip.user_ns["ys"][:3])

@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import validation as V
-from .engine import _prepare
-from .network import Network
+from .. import validation as V
+from .passes import prepare
+from ..network import Network
 
 
 def _step_jacobians(net: Network, xs: np.ndarray, s0: np.ndarray) -> np.ndarray:
@@ -127,7 +127,7 @@ def state_gradients(net: Network, xs, targets, loss="mse", reduction: str = "sum
         >>> bool(np.all(G[2, 0] == 0.0)), bool(np.any(G[2, 1] != 0.0))
         (True, True)
     """
-    p = _prepare(net, xs, targets, loss, reduction, h0)
+    p = prepare(net, xs, targets, loss, reduction, h0)
     k2 = V.positive_int(k2, "k2", allow_none=True)
     clip = V.clip(clip)
     tau = clip[1] if clip and clip[0] == "step" else 0.0

@@ -35,10 +35,11 @@ import warnings
 
 import numpy as np
 
-from . import validation as V
-from .cells.base import assemble
-from .engine import BPTTResult, _clip_after
-from .network import Network
+from .. import validation as V
+from ..cells.base import assemble
+from .passes import clip_after
+from .results import BPTTResult
+from ..network import Network
 
 
 def n_checkpoints(checkpoint, T: int) -> int:
@@ -115,7 +116,7 @@ def checkpointed_bptt(net: Network, xs, targets, loss="mse", reduction: str = "s
     if not math.isfinite(norm):
         warnings.warn("the gradient is not finite (values exploded during the pass); use clipping or a "
                       "smaller weight scale", RuntimeWarning, stacklevel=3)
-    clipped_grads, clipped = _clip_after(grads, norm, clip)
+    clipped_grads, clipped = clip_after(grads, norm, clip)
     return BPTTResult(loss=float(losses.sum()), losses=losses, grads=clipped_grads, raw_grads=grads,
                       grad_norm=norm, clipped=clipped or tau > 0.0, trace=None, k2=k2, clip=clip,
                       _by_copy=_unavailable("by_copy"), _by_loss=_unavailable("by_loss"))

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .engine import bptt
-from .network import Network
+from .core import bptt
+from .passes import prepare
+from ..network import Network
 
 
 @dataclass
@@ -50,9 +51,7 @@ class GradCheck:
 
 def total_loss(net: Network, xs, targets, loss="mse", reduction="sum", h0=None) -> float:
     """E for the current parameters (a forward pass and the loss, nothing else)."""
-    from .engine import _prepare
-
-    return float(_prepare(net, xs, targets, loss, reduction, h0).E.sum())
+    return float(prepare(net, xs, targets, loss, reduction, h0).E.sum())
 
 
 def gradcheck(net: Network, xs, targets, loss="mse", reduction: str = "sum", h0=None,

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import validation as V
-from .cells.base import assemble
-from .engine import _clip_after, _warn_nonfinite
-from .network import Network
+from .. import validation as V
+from ..cells.base import assemble
+from .passes import clip_after, warn_nonfinite
+from ..network import Network
 
 
 @dataclass
@@ -103,7 +103,7 @@ def train(net: Network, xs, targets, k1: int | None = None, k2: int | None = Non
                 xb = batch.xs[start:end]
                 with np.errstate(all="ignore"):  # overflow is reported once, by step, just below
                     tr = cell.forward(params, xb, s, act)
-                exploded = exploded or _warn_nonfinite(tr["outputs"], "output", offset=start)
+                exploded = exploded or warn_nonfinite(tr["outputs"], "output", offset=start)
                 s = tr["states"][-1]
                 scale = 1.0 / ((end - start) * batch.B) if red == "mean" else 1.0
                 with np.errstate(all="ignore"):
@@ -116,7 +116,7 @@ def train(net: Network, xs, targets, k1: int | None = None, k2: int | None = Non
                 with np.errstate(all="ignore"):
                     grads = _window_gradient(net, blocks, window_start, tau)
                     norm = float(np.sqrt(sum(float(np.sum(g * g)) for g in grads.values())))
-                    grads, _ = _clip_after(grads, norm, clip)
+                    grads, _ = clip_after(grads, norm, clip)
                     net.params = {k: v - lr * grads[k] for k, v in net.params.items()}
                 hist.loss.append(E)
                 hist.grad_norm.append(norm)
