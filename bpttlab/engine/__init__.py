@@ -14,5 +14,15 @@ from .paths import bptt_all_paths
 from .results import BPTTResult, Trace
 from .training import History, train
 
+
+def warm(cell) -> float:
+    """Compile (or load from the Numba cache) the compiled kernels of a cell (a registered name or a Cell)
+    now, waiting for them; returns the seconds it took (0 for a cell without kernels, or one already
+    compiled in this process). The engine never needs this: it is for images, CI and benchmarks."""
+    from .. import registry
+    from .tiers import warm as warm_cell
+
+    return warm_cell(cell if not isinstance(cell, str) else registry.cells.get(cell, "cell"))
+
 __all__ = ["BPTTResult", "GradCheck", "History", "Trace", "bptt", "bptt_all_paths", "contribution_tables",
-           "contributions", "forward", "gradcheck", "total_loss", "train"]
+           "contributions", "forward", "gradcheck", "total_loss", "train", "warm"]

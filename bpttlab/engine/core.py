@@ -21,20 +21,18 @@ during the pass. The decompositions describe the gradient before "norm"/"value" 
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 
 from .. import registry
 from .. import validation as V
-from ..cells.base import assemble, assemble_table
 from ..losses import CROSS_ENTROPY, MSE, Loss
 from ..network import Network
 from .checkpoint import checkpointed_bptt
-from . import passes
-from .passes import (Pass, by_loss_tables, chain_tables, clip_after, frozen, prepare, site_cotangents,
-                     warn_nonfinite, warn_nonfinite_from)
+from .passes import (Pass, by_loss_tables, chain_tables, check_table_size, clip_after, frozen, gradient, norm,
+                     prepare, warn_nonfinite, warn_nonfinite_from, warn_nonfinite_gradient)
 from .results import BPTTResult, Trace
+from .tiers import tier
 
 _F64 = np.dtype(np.float64)
 _SHAPES: dict[tuple, dict[str, tuple[int, ...]]] = {}
@@ -47,9 +45,9 @@ def _ready(a, shape: tuple[int, ...]) -> bool:
 
 
 def _fused_full(net, xs, targets, loss, reduction, k2, clip, h0):
-    """Full BPTT through the cell's fused kernel (:meth:`Cell.full_bptt`) when the call qualifies.
+    """Full BPTT through the cell's fused kernel (:meth:`SiteKernels.full_bptt`) when the call qualifies.
 
-    It qualifies when there is no truncation (k2 None or >= T) and no step clipping, the loss is the
+    It qualifies when the cell's compiled tier is ready, there is no truncation (k2 None or >= T) and no step clipping, the loss is the
     built-in mse or cross_entropy, and the network's parameters and the inputs are float64 arrays in
     C order of the right shapes. Targets and h0 are validated as usual; NaN/inf in any input make the
     kernel stop at once. Returns None in every other case, and the general path then validates in full
@@ -61,6 +59,9 @@ def _fused_full(net, xs, targets, loss, reduction, k2, clip, h0):
     """
     if type(xs) is not np.ndarray or xs.dtype is not _F64 or not isinstance(net, Network) \
             or reduction not in V.REDUCTIONS:
+        return None
+    runner = tier(net.cell, net.activation)
+    if not runner.compiled:
         return None
     try:
         loss_obj = loss if isinstance(loss, Loss) else registry.losses.get(loss)
@@ -101,12 +102,12 @@ def _fused_full(net, xs, targets, loss, reduction, k2, clip, h0):
         except (TypeError, ValueError):
             return None
     scale = 1.0 / (T * B) if reduction == "mean" else 1.0
-    fp = cell.full_bptt(params, batch.xs, y, s0, net.activation, scale)
+    fp = runner.full_bptt(params, batch.xs, y, s0, scale)
     if fp is None:
         return None
     if fp.first_bad >= 0:
         warn_nonfinite_from(fp.first_bad + 1, "output")
-    p = Pass(net, batch, s0, fp.trace, fp.E, fp.dO, scale)
+    p = Pass(net, batch, s0, fp.trace, fp.E, fp.dO, scale, runner)
     return p, k2, clip, fp.grads, math.sqrt(fp.norm2), fp.losses, fp.loss
 
 
@@ -124,7 +125,8 @@ def forward(net: Network, xs, h0=None) -> Trace:
     V.check_network(net)
     batch = V.inputs(net, xs)
     s0 = V.initial_state(net, h0, batch)
-    tr = net.cell.forward(net.params, batch.xs, s0, net.activation)
+    with np.errstate(all="ignore"):  # overflow is reported once, just below
+        tr = tier(net.cell, net.activation).forward(net.params, batch.xs, s0)
     warn_nonfinite(tr["outputs"], "output")
     return Trace(batch.xs, tr, batch.batched)
 
@@ -164,32 +166,24 @@ def bptt(net: Network, xs, targets, loss="mse", reduction: str = "sum", k2: int 
         return checkpointed_bptt(net, xs, targets, loss, reduction, k2, clip, h0, checkpoint)
     fused = _fused_full(net, xs, targets, loss, reduction, k2, clip, h0)
     if fused is not None:
-        p, k2, clip, raw, norm, losses, total = fused
-        tau, cots = 0.0, None
+        p, k2, clip, raw, size, losses, total = fused
+        tau = 0.0
     else:
         p = prepare(net, xs, targets, loss, reduction, h0)
         k2 = V.positive_int(k2, "k2", allow_none=True)
         clip = V.clip(clip)
         tau = clip[1] if clip and clip[0] == "step" else 0.0
-        cots = site_cotangents(p, k2, tau)
-        raw = assemble(net.cell, p.trace, p.batch.xs, cots)
-        norm = math.sqrt(sum(float(np.dot(g.ravel(), g.ravel())) for g in raw.values()))
+        raw = gradient(p, k2, tau)
+        size = norm(raw)
         losses, total = p.E.sum(axis=1), float(p.E.sum())
-    if not math.isfinite(norm):
-        warnings.warn("the gradient is not finite (values exploded during the pass); use clipping or a "
-                      "smaller weight scale", RuntimeWarning, stacklevel=2)
-    grads, clipped = clip_after(raw, norm, clip)
-    snapshot = {k: v.copy() for k, v in net.params.items()}
-
-    def by_copy():
-        # the fused kernel keeps no site cotangents: one backward pass recomputes them
-        c = cots if cots is not None else site_cotangents(frozen(p, snapshot), None, 0.0)
-        return assemble(net.cell, p.trace, p.batch.xs, c, per_copy=True)
-
+    warn_nonfinite_gradient(size)
+    grads, clipped = clip_after(raw, size, clip)
+    snapshot = {k: v.copy() for k, v in net.params.items()}  # the parameters the pass ran with
     return BPTTResult(
-        loss=total, losses=losses, grads=grads, raw_grads=raw, grad_norm=norm,
+        loss=total, losses=losses, grads=grads, raw_grads=raw, grad_norm=size,
         clipped=clipped or tau > 0.0, trace=Trace(p.batch.xs, p.trace, p.batch.batched), k2=k2, clip=clip,
-        _by_copy=by_copy, _by_loss=lambda: by_loss_tables(frozen(p, snapshot), k2, tau, tau > 0.0 and k2 is None))
+        _by_copy=lambda: gradient(frozen(p, snapshot), k2, tau, per_copy=True),
+        _by_loss=lambda: by_loss_tables(frozen(p, snapshot), k2, tau, tau > 0.0 and k2 is None))
 
 
 def contributions(net: Network, xs, targets, wrt: str, loss="mse", reduction: str = "sum",
@@ -207,7 +201,7 @@ def contributions(net: Network, xs, targets, wrt: str, loss="mse", reduction: st
 
     Raises:
         ValueError: ``wrt`` is not a parameter, or the table would hold more than TABLE_LIMIT numbers
-            (it is quadratic in T: use a shorter sequence, or by_loss/by_copy).
+            (it is quadratic in T: use a shorter sequence, or by_copy).
     """
     V.check_network(net)
     if wrt not in net.shapes:
@@ -223,13 +217,9 @@ def contribution_tables(net: Network, xs, targets, wrt, loss="mse", reduction: s
     p = prepare(net, xs, targets, loss, reduction, h0)
     k2 = V.positive_int(k2, "k2", allow_none=True)
     T, B = p.batch.T, p.batch.B
-    sizes = net.cell.site_sizes(net.n_in, net.n_hidden, net.n_out)
     for name in wrt:
-        numbers = T * T * max(int(np.prod(net.shapes[name])), B * sum(sizes.values()))
-        if numbers > passes.TABLE_LIMIT:
-            raise ValueError(f"the contributions table for {name} would hold {numbers:,} numbers (T={T}, "
-                             f"{name}{net.shapes[name]}, B={B}), more than the limit {passes.TABLE_LIMIT:,}; use a "
-                             "shorter sequence or bptt(...).by_loss / .by_copy, which are the table's row and "
-                             "column sums")
-    tables = chain_tables(p, 0, T, T if k2 is None else min(k2, T), 0.0)
-    return {name: assemble_table(net.cell, p.trace, p.batch.xs, tables, name) for name in wrt}
+        check_table_size(f"the contributions table for {name}", T * T * int(np.prod(net.shapes[name])),
+                         f"T={T}, {name}{net.shapes[name]}, B={B}",
+                         "it is quadratic in T: use a shorter sequence, or bptt(...).by_copy, its column sums, "
+                         "which is linear in T")
+    return chain_tables(p, 0, T, T if k2 is None else min(k2, T), 0.0, wrt)

@@ -4,6 +4,7 @@ TBPTT, checkpointing, the all-paths algorithm, gradient flow) is built from.
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
 import warnings
@@ -12,8 +13,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .. import validation as V
-from ..cells.base import assemble, assemble_table
 from ..network import Network
+from .tiers import Compiled, PerCopy, tier
 
 #: The most numbers a contributions table (or a by_loss chunk) may hold.
 TABLE_LIMIT = 2 ** 24
@@ -30,18 +31,23 @@ class Pass:
     E: np.ndarray
     dO: np.ndarray
     scale: float
+    tier: PerCopy | Compiled
 
 
-def prepare(net, xs, targets, loss, reduction, h0) -> Pass:
+def prepare(net, xs, targets, loss, reduction, h0, compiled: bool | None = None) -> Pass:
+    """Validate a problem, run it forward on the tier that is ready (or the one forced by ``compiled``,
+    see :func:`bpttlab.engine.tiers.tier`) and compute its losses E (T, B) and dE_t/do_t (T, B, O)."""
     pb = V.problem(net, xs, targets, loss, reduction, h0)
     batch, s0, loss_obj, y, red = pb.batch, pb.s0, pb.loss, pb.y, pb.reduction
-    tr = net.cell.forward(net.params, batch.xs, s0, net.activation)
+    runner = tier(net.cell, net.activation, compiled)
+    with np.errstate(all="ignore"):  # overflow is reported once, just below
+        tr = runner.forward(net.params, batch.xs, s0)
     warn_nonfinite(tr["outputs"], "output")
     scale = 1.0 / (batch.T * batch.B) if red == "mean" else 1.0
     with np.errstate(all="ignore"):
         E = loss_obj.value(tr["outputs"], y) * scale
         dO = np.ascontiguousarray(loss_obj.grad(tr["outputs"], y) * scale)
-    return Pass(net, batch, s0, tr, E, dO, scale)
+    return Pass(net, batch, s0, tr, E, dO, scale, runner)
 
 
 def warn_nonfinite(a: np.ndarray, what: str, offset: int = 0) -> bool:
@@ -69,49 +75,55 @@ def caller_stacklevel() -> int:
     return level
 
 
-def site_zeros(p: Pass, lead: tuple[int, ...] = ()) -> dict[str, np.ndarray]:
-    T, B = p.batch.T, p.batch.B
-    sizes = p.net.cell.site_sizes(p.net.n_in, p.net.n_hidden, p.net.n_out)
-    return {s: np.zeros(lead + (T, B, n)) for s, n in sizes.items()}
-
-
-def site_cotangents(p: Pass, k2: int | None, tau: float) -> dict[str, np.ndarray]:
-    cell, act = p.net.cell, p.net.activation
-    cots = site_zeros(p)
+def gradient(p: Pass, k2: int | None, tau: float, per_copy: bool = False) -> dict[str, np.ndarray]:
+    """dE/dtheta of the pass (k2-truncated, step-clipped by tau), summed or per copy (T, *shape)."""
     T = p.batch.T
-    if k2 is None or (k2 >= T and tau == 0.0):
-        cell.window(p.net.params, p.trace, p.dO, act, cots, 0, T, 0, np.zeros_like(p.s0), tau)
-    else:
-        cell.truncated(p.net.params, p.trace, p.dO, act, cots, min(k2, T), tau)
-    return cots
+    params, runner = p.net.params, p.tier
+    with np.errstate(all="ignore"):  # a non-finite gradient is reported once, by the caller
+        if k2 is None or (k2 >= T and tau == 0.0):
+            return runner.backward(params, p.trace, p.batch.xs, p.dO, 0, T, 0, np.zeros_like(p.s0), tau,
+                                   per_copy)[1]
+        return runner.truncated(params, p.trace, p.batch.xs, p.dO, min(k2, T), tau, per_copy)
 
 
-def loss_chunks(p: Pass, per_loss_numbers: int):
-    """Loss ranges [t_lo, t_hi) small enough that one chunk of per-loss tables fits TABLE_LIMIT."""
-    T = p.batch.T
-    n = max(1, min(T, TABLE_LIMIT // max(1, per_loss_numbers)))
-    return [(lo, min(T, lo + n)) for lo in range(0, T, n)]
+def check_table_size(what: str, numbers: int, detail: str, advice: str) -> None:
+    """Refuse a quadratic table or computation that would pass TABLE_LIMIT numbers, saying why."""
+    if numbers > TABLE_LIMIT:
+        raise ValueError(f"{what} would hold {numbers:,} numbers ({detail}), more than the limit "
+                         f"{TABLE_LIMIT:,}; {advice}")
 
 
-def chain_tables(p: Pass, t_lo: int, t_hi: int, k2: int, tau: float) -> dict[str, np.ndarray]:
-    tables = site_zeros(p, (t_hi - t_lo,))
-    p.net.cell.chains(p.net.params, p.trace, p.dO, p.net.activation, tables, t_lo, t_hi, k2, tau)
-    return tables
+def chain_tables(p: Pass, t_lo: int, t_hi: int, k2: int, tau: float, wrt) -> dict[str, np.ndarray]:
+    """C[t][k] of the losses t_lo <= t < t_hi for the parameters in ``wrt``: (t_hi - t_lo, T, *shape)."""
+    with np.errstate(all="ignore"):
+        return p.tier.chains(p.net.params, p.trace, p.batch.xs, p.dO, t_lo, t_hi, k2, tau, tuple(wrt))
 
 
 def by_loss_tables(p: Pass, k2: int | None, tau: float, step_clip_full: bool) -> dict[str, np.ndarray]:
+    r"""by_loss[t] = dE_t/dtheta = sum_k C[t][k] for every parameter, one chain per loss, in chunks of
+    losses whose tables fit TABLE_LIMIT.
+
+    Raises:
+        ValueError: full BPTT with step clipping (no per-loss split exists), or the chains would sum more
+            than TABLE_LIMIT numbers: T * min(k2, T) terms of every parameter's size, quadratic in T.
+    """
     if step_clip_full:
         raise ValueError("by_loss is not defined for clip=('step', tau) without k2: full BPTT clips the "
                          "summed dE/dh, which does not split per loss. Pass k2=T to clip each loss's chain.")
-    T = p.batch.T
+    T, B = p.batch.T, p.batch.B
     k2e = T if k2 is None else min(k2, T)
-    sizes = p.net.cell.site_sizes(p.net.n_in, p.net.n_hidden, p.net.n_out)
-    per_loss = T * p.batch.B * sum(sizes.values())
+    size = sum(int(np.prod(shape)) for shape in p.net.shapes.values())
+    check_table_size("by_loss", T * k2e * size,
+                     f"T={T} losses x {k2e} copies each x {size} parameter entries",
+                     "it is quadratic in T: use a shorter sequence or a smaller k2, or by_copy / grads, "
+                     "which are linear in T")
     out = {name: np.zeros((T,) + shape) for name, shape in p.net.shapes.items()}
-    for lo, hi in loss_chunks(p, per_loss):
-        tables = chain_tables(p, lo, hi, k2e, tau)
-        for name in out:
-            out[name][lo:hi] = assemble_table(p.net.cell, p.trace, p.batch.xs, tables, name).sum(axis=1)
+    per_loss = p.tier.numbers_per_loss(p.net, T, B)
+    n = max(1, min(T, TABLE_LIMIT // max(1, per_loss)))
+    for lo in range(0, T, n):
+        hi = min(T, lo + n)
+        for name, table in chain_tables(p, lo, hi, k2e, tau, out).items():
+            out[name][lo:hi] = table.sum(axis=1)
     return out
 
 
@@ -119,6 +131,18 @@ def frozen(p: Pass, params: dict[str, np.ndarray]) -> Pass:
     """The pass with the network's parameters replaced by the snapshot taken when it ran."""
     net = p.net
     return replace(p, net=Network(net.cell, net.activation, net.n_in, net.n_hidden, net.n_out, params))
+
+
+def norm(grads: dict[str, np.ndarray]) -> float:
+    """The global L2 norm of a gradient."""
+    return math.sqrt(sum(float(np.dot(g.ravel(), g.ravel())) for g in grads.values()))
+
+
+def warn_nonfinite_gradient(value: float) -> None:
+    """Warn (at the user's line) when a gradient norm is not finite."""
+    if not math.isfinite(value):
+        warnings.warn("the gradient is not finite (values exploded during the pass); use clipping or a "
+                      "smaller weight scale", RuntimeWarning, stacklevel=caller_stacklevel())
 
 
 def clip_after(raw: dict[str, np.ndarray], norm: float, clip) -> tuple[dict[str, np.ndarray], bool]:
