@@ -29,7 +29,7 @@ import tracemalloc
 import numpy as np
 
 import bpttlab as bl
-from bpttlab.checkpoint import n_checkpoints
+from bpttlab.engine.checkpoint import n_checkpoints
 from gated_cells import best_of
 
 D, H, O = 8, 64, 8

@@ -5,6 +5,7 @@
     bpttlab check --cell elman --hidden 3 --T 6 --seed 0    engine vs finite differences vs SymPy
     bpttlab bench [...]                                     the engine benchmark (bpttlab.benchmark)
     bpttlab kernel install [--user | --sys-prefix | --prefix P]
+    bpttlab warm [CELL ...]                                 compile the engine's kernels into the Numba cache
     bpttlab grade ... / bpttlab release ...                 the teacher's batch grading
 
 ``bpttlab COMMAND --help`` documents each. ``check`` exits with 0 only when every parameter agrees.
@@ -57,7 +58,7 @@ def _check_data(args):
 
 
 def _run_check(args) -> int:
-    from .gradcheck import gradcheck
+    from .engine import gradcheck
 
     try:
         net, xs, ys = _check_data(args)
@@ -85,7 +86,7 @@ def _run_check(args) -> int:
 
 def _symbolic_errors(net, xs, ys, args) -> dict[str, float]:
     """Largest relative error per parameter between the SymPy derivation and the engine (bl.check)."""
-    from .check import check
+    from .agreement import check
 
     try:
         report = check(net, xs, ys, loss=args.loss, reduction=args.reduction, fd=False)
@@ -119,6 +120,33 @@ def _run_kernel_install(args) -> int:
         user = not sys_prefix
     path = install(user=user, sys_prefix=sys_prefix, prefix=args.prefix)
     print(f"Installed the BPTT Lab kernelspec 'bpttlab' in {path}")
+    return 0
+
+
+def _add_warm(sub) -> None:
+    p = sub.add_parser("warm", help="compile the engine's Numba kernels into the on-disk cache",
+                       description="Compile the compiled tier of the built-in cells (or of the named cells) "
+                                   "and store it in the Numba cache, so that later processes only load it. "
+                                   "For image builds (Binder/repo2docker postBuild, a JupyterHub image, CI): "
+                                   "the engine never waits for compilation, but it runs the slower per-copy "
+                                   "tier until the kernels are ready.")
+    p.add_argument("cells", nargs="*", metavar="CELL", help="registered cells (default: every built-in cell)")
+    p.set_defaults(run=_run_warm)
+
+
+def _run_warm(args) -> int:
+    import time
+
+    from .kernel.warmup import warm_up
+
+    start = time.perf_counter()
+    try:
+        seconds = warm_up(args.cells or None)
+    except ValueError as err:  # an unknown cell, named with the known ones
+        print(f"bpttlab warm: {err}", file=sys.stderr)
+        return 2
+    rows = [[name, f"{s:.2f}"] for name, s in seconds.items()]
+    print(text_table(["cell", "seconds"], rows + [["total", f"{time.perf_counter() - start:.2f}"]]))
     return 0
 
 
@@ -164,6 +192,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_check(sub)
     _add_kernel(sub)
+    _add_warm(sub)
     for name, summary in _SUMMARIES.items():
         if name == command and name in _BUILDERS:
             _BUILDERS[name](sub)

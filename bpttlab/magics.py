@@ -299,7 +299,7 @@ class BPTTMagics(Magics):
     @_store_argument
     def _check(self, args):
         """Compare the SymPy derivation with the engine, term by term, at the network's values."""
-        from .check import check
+        from .agreement import check
 
         net, xs, ys = self._data(args)
         report = check(net, xs, ys, loss=args.loss, reduction=args.reduction, k2=args.k2)
@@ -317,7 +317,7 @@ class BPTTMagics(Magics):
     @_store_argument
     def _train(self, args):
         """Train NET in place by TBPTT(k1, k2) with SGD, with a progress bar, and plot the loss curve."""
-        from .training import train
+        from .engine import train
 
         net, xs, ys = self._data(args)
         hist = train(net, xs, ys, k1=args.k1, k2=args.k2, lr=args.lr, clip=args.clip, epochs=args.epochs,

@@ -33,6 +33,7 @@ class Batch:
 def check_network(net) -> None:
     if not isinstance(net, Network):
         raise TypeError(f"net must be a bpttlab Network (from bl.make), got {type(net).__name__}")
+    net.cell.check_activation(net.activation)  # a network built by hand may pair them wrongly
     for name, shape in net.shapes.items():
         p = net.params.get(name)
         if p is None:

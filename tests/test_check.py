@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import bpttlab as bl
-from bpttlab.check import CheckReport
+from bpttlab.agreement import CheckReport
 
 HERE = Path(__file__).parent
 

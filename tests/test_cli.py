@@ -13,7 +13,6 @@ import pytest
 
 import bpttlab as bl
 from bpttlab import cli
-from bpttlab.cells.base import Cell
 from bpttlab.cells.elman import ElmanCell
 
 BPTTLAB = Path(sys.executable).with_name("bpttlab")
@@ -34,11 +33,11 @@ def table(stdout: str) -> dict[str, list[str]]:
 def test_help_lists_every_command():
     out = run("--help")
     assert out.returncode == 0
-    for command in ("check", "bench", "kernel", "grade", "release"):
+    for command in ("check", "bench", "kernel", "warm", "grade", "release"):
         assert re.search(rf"^\s+{command}\s", out.stdout, re.M), command
 
 
-@pytest.mark.parametrize("command", [["check"], ["kernel"], ["kernel", "install"]])
+@pytest.mark.parametrize("command", [["check"], ["kernel"], ["kernel", "install"], ["warm"]])
 def test_each_command_has_help(command):
     out = run(*command, "--help")
     assert out.returncode == 0
@@ -74,12 +73,11 @@ class OffByOneCell(ElmanCell):
     """A plugin with a wrong backward pass: it forgets the recurrent path (only the explicit terms)."""
 
     name = "off_by_one_cli_test"
-    full_bptt = Cell.full_bptt
+    kernels = None  # the per-copy tier runs the vjp below
 
-    def window(self, params, trace, dO, act, cots, loss_lo, t_hi, k_lo, carry, tau):
-        for t in range(max(loss_lo, k_lo), t_hi):
-            super().window(params, trace, dO, act, cots, t, t + 1, t, np.zeros_like(carry), tau)
-        return np.zeros_like(carry)
+    def step_vjp(self, params, cache, ds, act):
+        ds_prev, grads = super().step_vjp(params, cache, ds, act)
+        return np.zeros_like(ds_prev), grads
 
 
 def test_check_catches_a_wrong_gradient(capsys):
@@ -155,3 +153,22 @@ def test_grading_commands_have_help(command):
     out = run(command, "--help")
     assert out.returncode == 0
     assert out.stdout.startswith(f"usage: bpttlab {command}")
+
+
+def test_warm_compiles_the_named_cells_so_the_engine_uses_them_at_once(capsys, monkeypatch):
+    from bpttlab.engine import tiers
+
+    monkeypatch.setenv("BPTTLAB_COMPILE", "background")
+    assert cli.main(["warm", "elman", "jordan"]) == 0
+    out = capsys.readouterr().out
+    rows = table(out)  # the cells' rows; the last line is the total
+    assert set(rows) == {"elman", "jordan"} and out.splitlines()[-1].split()[0] == "total"
+    assert all(float(rows[name][1]) >= 0.0 for name in ("elman", "jordan"))
+    for name in ("elman", "jordan"):
+        net = bl.make(name)
+        assert tiers.tier(net.cell, net.activation).compiled
+
+
+def test_warm_names_an_unknown_cell():
+    out = run("warm", "elmann")
+    assert out.returncode != 0 and "elmann" in out.stderr and "elman" in out.stderr

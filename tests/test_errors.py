@@ -11,7 +11,7 @@ import pytest
 
 import bpttlab as bl
 import naive
-from bpttlab import engine
+from bpttlab.engine import passes
 
 T, D, H, O = 4, 2, 3, 3
 
@@ -149,9 +149,24 @@ def test_forward_and_contributions_validate_too(net):
 
 
 def test_contributions_refuses_a_table_that_is_too_large(net, monkeypatch):
-    monkeypatch.setattr(engine, "TABLE_LIMIT", 1000)
+    monkeypatch.setattr(passes, "TABLE_LIMIT", 1000)
     raises(ValueError, lambda: bl.contributions(net, np.ones((20, D)), np.zeros((20, O)), "W"),
-           "contributions table for W", "T=20", "limit 1,000", "by_loss")
+           "contributions table for W", "T=20", "limit 1,000", "quadratic in T", "by_copy")
+    with pytest.raises(ValueError) as info:
+        bl.contributions(net, np.ones((20, D)), np.zeros((20, O)), "W")
+    assert "by_loss" not in str(info.value)  # by_loss is quadratic too: it is no way out
+
+
+def test_by_loss_refuses_a_quadratic_computation_that_is_too_large(net, monkeypatch):
+    monkeypatch.setattr(passes, "TABLE_LIMIT", 1000)
+    xs, ys = np.ones((20, D)), np.zeros((20, O))
+    size = sum(p.size for p in net.params.values())
+    res = bl.bptt(net, xs, ys)
+    raises(ValueError, lambda: res.by_loss, "by_loss would hold", f"{20 * 20 * size:,} numbers", "T=20",
+           "limit 1,000", "quadratic in T", "k2", "by_copy")
+    assert res.by_copy["W"].shape == (20,) + net.params["W"].shape  # linear in T: still there
+    small = 1000 // (20 * size)
+    assert bl.bptt(net, xs, ys, k2=small).by_loss["W"].shape == (20,) + net.params["W"].shape
 
 
 def test_by_loss_of_full_bptt_with_step_clipping_is_refused(net):

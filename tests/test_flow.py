@@ -1,4 +1,4 @@
-"""bpttlab.flow: state Jacobians and per-loss state gradients against the textbook recursion (tests/naive.py)
+"""bpttlab.engine.flow: state Jacobians and per-loss state gradients against the textbook recursion (tests/naive.py)
 and against finite differences through the public forward pass, for every registered cell."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 import bpttlab as bl
 import naive
-from bpttlab.flow import state_gradients, state_jacobians
+from bpttlab.engine.flow import state_gradients, state_jacobians
 
 ALL_CELLS = ("elman", "jordan", "gru", "lstm")
 
@@ -127,14 +127,17 @@ def test_batched_inputs_give_one_map_per_sequence():
         np.testing.assert_allclose(J[:, :, b], state_jacobians(net, xs[:, b]), rtol=1e-13, atol=1e-15)
 
 
-def test_output_vjp_is_what_each_loss_puts_on_its_state():
+def test_readout_vjp_is_what_each_loss_puts_on_its_state():
     net, xs, ys = _case("elman", seed=7)
-    dO = np.random.default_rng(0).normal(size=(5, 1, 2))
-    tr = net.cell.forward(net.params, xs[:, None], np.zeros((1, 3)), net.activation)
-    np.testing.assert_allclose(net.cell.output_vjp(net.params, tr, dO), dO @ net.params["V"], rtol=1e-15)
+    rng = np.random.default_rng(0)
+    dO, s = rng.normal(size=(4, 2)), rng.normal(size=(4, 3))
+    ds, grads = net.cell.readout_vjp(net.params, s, dO)
+    np.testing.assert_allclose(ds, dO @ net.params["V"], rtol=1e-15)
+    np.testing.assert_allclose(grads["V"], sum(np.outer(dO[b], s[b]) for b in range(4)), rtol=1e-14)
     jnet, _, _ = _case("jordan", seed=7)
-    jtr = jnet.cell.forward(jnet.params, xs[:, None], np.zeros((1, 2)), jnet.activation)
-    np.testing.assert_array_equal(jnet.cell.output_vjp(jnet.params, jtr, dO), dO)
+    ds, grads = jnet.cell.readout_vjp(jnet.params, dO, dO)
+    np.testing.assert_array_equal(ds, dO)
+    assert grads == {}
 
 
 def test_bad_inputs_are_named():

@@ -96,12 +96,12 @@ def test_a_warm_up_that_succeeds_logs_the_time_of_each_phase(monkeypatch, caplog
 LAZY = """
 import sys
 import bpttlab as bl
-print(sorted(m for m in ("bpttlab.check", "bpttlab.symbolic", "bpttlab.grading", "bpttlab.widgets", "ipywidgets")
+print(sorted(m for m in ("bpttlab.agreement", "bpttlab.symbolic", "bpttlab.grading", "bpttlab.widgets", "ipywidgets")
              if m in sys.modules))
-import bpttlab.check
+import bpttlab.agreement
 from bpttlab.symbolic import derive
 from bpttlab.grading import grade
-print(bl.check is sys.modules["bpttlab.check"].check, bl.derive is derive, bl.grade is grade, bl.widgets.__name__)
+print(bl.check is sys.modules["bpttlab.agreement"].check, bl.derive is derive, bl.grade is grade, bl.widgets.__name__)
 """
 
 
@@ -284,12 +284,11 @@ def test_bad_arguments_give_the_usage_error_and_no_traceback(lab, line, message)
 
 BROKEN_CELL = """
 import numpy as np
-from bpttlab.cells.base import Cell
 from bpttlab.cells.elman import ElmanCell
 
 class Singular(ElmanCell):
-    full_bptt = Cell.full_bptt
-    def forward(self, params, xs, s0, act):
+    kernels = None
+    def step(self, params, s_prev, x, act):
         return np.linalg.inv(np.zeros((2, 2)))
 
 bad = bl.make(Singular(), seed=0)
@@ -304,7 +303,7 @@ def test_a_failing_computation_is_a_real_error_with_a_short_traceback(lab):
     assert out.error["ename"] == "BPTTError"
     assert out.error["evalue"] == "%bptt grad failed: LinAlgError: Singular matrix"
     tb = out.error["traceback"]
-    assert len(tb) == 2 and re.match(r"  raised at \S+:\d+ in forward", tb[1])
+    assert len(tb) == 2 and re.match(r"  raised at \S+:\d+ in step", tb[1])
     assert "numpy" not in "\n".join(tb)
 
 

@@ -13,7 +13,6 @@ from IPython.utils.capture import capture_output
 
 import bpttlab as bl
 import naive
-from bpttlab.cells.base import Cell
 from bpttlab.cells.elman import ElmanCell
 from bpttlab.magics import SUBCOMMANDS, BPTTError
 
@@ -249,9 +248,9 @@ class SingularCell(ElmanCell):
     """A broken plugin: its forward pass inverts a singular matrix (the failure is inside NumPy)."""
 
     name = "singular_test"
-    full_bptt = Cell.full_bptt  # no fused kernel: the engine calls forward()
+    kernels = None  # no compiled kernels: the engine calls step()
 
-    def forward(self, params, xs, s0, act):
+    def step(self, params, s_prev, x, act):
         np.linalg.inv(np.zeros((2, 2)))
 
 
@@ -263,7 +262,7 @@ def test_computation_failure_raises_bpttError_with_a_short_traceback(ip):
     assert isinstance(err.value.__cause__, np.linalg.LinAlgError)
     lines = err.value._render_traceback_()
     assert len(lines) == 2
-    assert re.search(r"raised at test_magics\.py:\d+ in forward", lines[1])  # the plugin's own line
+    assert re.search(r"raised at test_magics\.py:\d+ in step", lines[1])  # the plugin's own line
     with capture_output() as out:
         ip.run_cell("%bptt grad bad xs ys")
     text = out.stdout + out.stderr
@@ -274,9 +273,9 @@ def test_computation_failure_raises_bpttError_with_a_short_traceback(ip):
 def test_value_error_from_inside_a_library_is_a_failure_not_a_usage_error(ip):
     class Broken(ElmanCell):
         name = "broken_test"
-        full_bptt = Cell.full_bptt
+        kernels = None
 
-        def forward(self, params, xs, s0, act):
+        def step(self, params, s_prev, x, act):
             np.reshape(np.zeros(3), (2, 2))
 
     ip.user_ns["bad"] = bl.make(Broken(), n_in=2, seed=0)
@@ -316,7 +315,7 @@ def test_derive_bad_arguments(ip, line, message):
 
 
 def test_check_returns_the_report_of_bl_check(ip):
-    check = importlib.import_module("bpttlab.check")
+    check = importlib.import_module("bpttlab.agreement")
     bptt(ip, "new net elman --in 2 --hidden 2 --seed 3")
     report = bptt(ip, "check net xs[:3] ys[:3] --as rep")
     ref = check.check(ip.user_ns["net"], ip.user_ns["xs"][:3], ip.user_ns["ys"][:3])

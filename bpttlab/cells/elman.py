@@ -26,13 +26,14 @@ import numpy as np
 from numba import njit
 
 from ..activations import dact as _dact
-from .base import Cell, FullPass
+from .base import Cell, dense_grads
+from .sites import FullPass, SiteKernels
 from .kernels import (KERNEL_OPTIONS, Recycler, Scratch, activate, add_rows, clip_rows, column_sums, loss_rows,
-                      matmul_nn, matmul_nt, matmul_tn, matvec_t_add, nonfinite_probe, require_code, step_times_add,
+                      matmul_nn, matmul_nt, matmul_tn, matvec_t_add, nonfinite_probe, step_times_add,
                       sum_squares, times_derivative)
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def _forward_into(W, U, b, V, c, X, s0, code, A, Hs, Out):
     """The forward pass into A (T, B, H), Hs (T+1, B, H) and Out (T, B, O)."""
     T, B, D = X.shape
@@ -101,7 +102,7 @@ def _full_bptt(W, U, b, V, c, X, Y, s0, code, scale, A, Hs, Out, dO, dA, E, loss
 
 @njit(cache=True)
 def _window(W, A, Hs, G, code, loss_lo, t_hi, k_lo, carry, tau, dA):
-    """Elman backward over copies t_hi-1..k_lo; G[t] = V^T dO[t] is the loss injection.
+    """Elman backward over copies t_hi-1..k_lo; G[t - loss_lo] = V^T dO[t] is the loss injection.
 
     carry (B, H) enters as dE/dh_{t_hi} and leaves as dE/dh_{k_lo} (the state entering copy k_lo).
     """
@@ -113,7 +114,7 @@ def _window(W, A, Hs, G, code, loss_lo, t_hi, k_lo, carry, tau, dA):
             for i in range(H):
                 dh[i] = c[i]
             if t >= loss_lo:
-                g = G[t, bb]
+                g = G[t - loss_lo, bb]
                 for i in range(H):
                     dh[i] += g[i]
             if tau > 0.0:
@@ -129,38 +130,12 @@ def _window(W, A, Hs, G, code, loss_lo, t_hi, k_lo, carry, tau, dA):
             matvec_t_add(W, dh, c)
 
 
-@njit(cache=True)
-def _chains(W, A, Hs, G, code, t_lo, t_hi, k2, tau, dA_tab, carry):
-    """Each loss E_t alone (t_lo <= t < t_hi), back-propagated k2 copies, into dA_tab[t - t_lo]."""
-    for t in range(t_lo, t_hi):
-        carry[:] = 0.0
-        _window(W, A, Hs, G, code, t, t + 1, max(0, t - k2 + 1), carry, tau, dA_tab[t - t_lo])
-
-
-@njit(cache=True)
-def _truncated(W, A, Hs, G, code, k2, tau, dA, carry):
-    """Sum over losses of the k2-truncated chains, into dA."""
-    for t in range(A.shape[0]):
-        carry[:] = 0.0
-        _window(W, A, Hs, G, code, t, t + 1, max(0, t - k2 + 1), carry, tau, dA)
-
-
 _SCRATCH = Scratch()
 _RESULTS = Recycler()
 
 
-class ElmanCell(Cell):
-    name = "elman"
-    description = "Elman (vanilla) RNN: h_t = f(W h_{t-1} + U x_t + b), o_t = V h_t + c"
-    state_symbol = "h"
-    recurrent = ("W",)
-
-    def param_shapes(self, n_in, n_hidden, n_out):
-        return {"W": (n_hidden, n_hidden), "U": (n_hidden, n_in), "b": (n_hidden,),
-                "V": (n_out, n_hidden), "c": (n_out,)}
-
-    def state_size(self, n_hidden, n_out):
-        return n_hidden
+class ElmanKernels(SiteKernels):
+    """The Elman cell's compiled tier."""
 
     def site_sizes(self, n_in, n_hidden, n_out):
         return {"a": n_hidden, "o": n_out}
@@ -169,7 +144,7 @@ class ElmanCell(Cell):
         return {"W": ("a", "h_prev"), "U": ("a", "x"), "b": ("a", None), "V": ("o", "h_next"), "c": ("o", None)}
 
     def forward(self, params, xs, s0, act):
-        code = require_code(act, self.name)
+        code = act.code
         T, B, _ = xs.shape
         H, O = params["W"].shape[0], params["V"].shape[0]
         A, Hs, Out = _RESULTS.take((T, B, H), (T + 1, B, H), (T, B, O))
@@ -177,8 +152,6 @@ class ElmanCell(Cell):
         return {"states": Hs, "h": Hs, "a": A, "outputs": Out}
 
     def full_bptt(self, params, xs, y, s0, act, scale):
-        if act.code is None:
-            return None
         T, B, _ = xs.shape
         W, V = params["W"], params["V"]
         H, O = W.shape[0], V.shape[0]
@@ -192,31 +165,46 @@ class ElmanCell(Cell):
         return FullPass({"states": Hs, "h": Hs, "a": A, "outputs": Out}, dO, E, losses, loss, grads, norm2,
                         first_bad)
 
-    def _injection(self, params, dO):
-        return np.ascontiguousarray(dO @ params["V"])
-
     def window(self, params, trace, dO, act, cots, loss_lo, t_hi, k_lo, carry, tau):
         carry = np.array(carry, dtype=np.float64, order="C")
-        _window(params["W"], trace["a"], trace["h"], self._injection(params, dO), act.code,
-                loss_lo, t_hi, k_lo, carry, tau, cots["a"])
+        injection = np.ascontiguousarray(dO[loss_lo:t_hi] @ params["V"])  # only the window's losses
+        _window(params["W"], trace["a"], trace["h"], injection, act.code, loss_lo, t_hi, k_lo, carry, tau, cots["a"])
         cots["o"][loss_lo:t_hi] += dO[loss_lo:t_hi]
         return carry
 
-    def truncated(self, params, trace, dO, act, cots, k2, tau):
-        B, H = trace["a"].shape[1:]
-        _truncated(params["W"], trace["a"], trace["h"], self._injection(params, dO), act.code, k2, tau,
-                   cots["a"], np.zeros((B, H)))
-        cots["o"] += dO
-
-    def chains(self, params, trace, dO, act, tables, t_lo, t_hi, k2, tau):
-        B, H = trace["a"].shape[1:]
-        _chains(params["W"], trace["a"], trace["h"], self._injection(params, dO), act.code,
-                t_lo, t_hi, k2, tau, tables["a"], np.zeros((B, H)))
-        for t in range(t_lo, t_hi):
-            tables["o"][t - t_lo, t] += dO[t]
-
     def site_inputs(self, trace, xs):
         return {"h_prev": trace["h"][:-1], "x": xs, "h_next": trace["h"][1:]}
+
+
+def hidden_layer(params, s_prev, x, act):
+    """The pre-activation a = s_prev W^T + x U^T + b (B, H) of a batch and h = f(a): Elman's step, and
+    the first half of Jordan's (whose s_prev is the previous output)."""
+    a = s_prev @ params["W"].T + x @ params["U"].T + params["b"]
+    return a, act.f(a)
+
+
+class ElmanCell(Cell):
+    name = "elman"
+    description = "Elman (vanilla) RNN: h_t = f(W h_{t-1} + U x_t + b), o_t = V h_t + c"
+    state_symbol = "h"
+    recurrent = ("W",)
+    kernels = ElmanKernels()
+
+    def param_shapes(self, n_in, n_hidden, n_out):
+        return {"W": (n_hidden, n_hidden), "U": (n_hidden, n_in), "b": (n_hidden,),
+                "V": (n_out, n_hidden), "c": (n_out,)}
+
+    def state_size(self, n_hidden, n_out):
+        return n_hidden
+
+    def step(self, params, s_prev, x, act):
+        a, h = hidden_layer(params, s_prev, x, act)
+        return h, (s_prev, x, a, h)
+
+    def step_vjp(self, params, cache, ds, act):
+        h_prev, x, a, h = cache
+        da = ds * act.df(a, h)
+        return da @ params["W"], dense_grads(da, W=h_prev, U=x, b=None)
 
     def symbolic_step(self, P, s_prev, x, f):
         a = P["W"] * s_prev + P["U"] * x + P["b"]

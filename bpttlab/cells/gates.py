@@ -1,4 +1,4 @@
-r"""What the gated cells (GRU, LSTM) share: fixed nonlinearities, the logistic gate, small kernels.
+r"""What the gated cells (GRU, LSTM) share: fixed nonlinearities and the logistic gate.
 
 A gate is a logistic sigmoid of a pre-activation, :math:`\sigma(a) = 1/(1 + e^{-a})`, with
 :math:`\sigma'(a) = \sigma(a)(1 - \sigma(a))`; the candidate (and, in the LSTM, the squashing of the cell
@@ -12,66 +12,21 @@ import numpy as np
 import sympy as sp
 from numba import njit
 
-from ..activations import SIGMOID_CODE, Activation, act as _act
-
-#: A per-step product goes to BLAS from this many rows (batch) and multiply-adds; below, plain loops.
-BLAS_MIN_ROWS = 8
-BLAS_MIN_WORK = 4096
+from ..activations import SIGMOID, SIGMOID_CODE, Activation, act as _act
 
 #: The one activation a gated cell accepts (the candidate nonlinearity of PyTorch's GRU and LSTM).
 CANDIDATE = "tanh"
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def sigmoid(a: float) -> float:
     """The logistic gate, overflow-free for either sign of a."""
     return _act(SIGMOID_CODE, a)
 
 
-@njit(cache=True, inline="always")
-def rows_times(X, M, out):
-    """out = X M for X (B, k), M (k, m): one step of the batch; plain loops (out_r += X_rj M_j, which
-    vectorise) when the product is too small to pay for a BLAS call."""
-    B, k = X.shape
-    m = M.shape[1]
-    if B >= BLAS_MIN_ROWS and B * k * m >= BLAS_MIN_WORK:
-        np.dot(X, M, out)
-    else:
-        out[:] = 0.0
-        for r in range(B):
-            o = out[r]
-            for j in range(k):
-                d = X[r, j]
-                row = M[j]
-                for i in range(m):
-                    o[i] += d * row[i]
-
-
-@njit(cache=True, inline="always")
-def rows_times_add(X, M, out, tmp):
-    """out += X M for X (B, k), M (k, m); tmp (B, m) is scratch for the BLAS path."""
-    B, k = X.shape
-    m = M.shape[1]
-    if B >= BLAS_MIN_ROWS and B * k * m >= BLAS_MIN_WORK:
-        np.dot(X, M, tmp)
-        for r in range(B):
-            o = out[r]
-            u = tmp[r]
-            for i in range(m):
-                o[i] += u[i]
-    else:
-        for r in range(B):
-            vector_times_add(X[r], M, out[r])
-
-
-@njit(cache=True, inline="always")
-def vector_times_add(v, M, out):
-    """out += v M for a vector v (k,) and M (k, m), i.e. out += M^T v."""
-    for j in range(M.shape[0]):
-        d = v[j]
-        row = M[j]
-        for i in range(M.shape[1]):
-            out[i] += d * row[i]
+def gate(params, name: str, x: np.ndarray, h: np.ndarray) -> np.ndarray:
+    r"""A gate's value on a batch, :math:`\sigma(x U_g^\top + h W_g^\top + b_g)` (B, H), for the per-copy step."""
+    return SIGMOID.f(x @ params[f"U_{name}"].T + h @ params[f"W_{name}"].T + params[f"b_{name}"])
 
 
 def stacked(params, prefix: str, gates) -> np.ndarray:

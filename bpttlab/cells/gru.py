@@ -36,11 +36,11 @@ import numpy as np
 import sympy as sp
 from numba import njit
 
-from .base import Cell
-from .kernels import clip_rows
+from .base import Cell, dense_grads
+from .sites import SiteKernels
+from .kernels import clip_rows, matmul_nn, matmul_nn_add, matvec_t_add
 from ..activations import tanh
-from .gates import (check_activation, check_symbolic_activation, rows_times, rows_times_add, sigmoid,
-                    sigmoid_gate, stacked, vector_times_add)
+from .gates import check_activation, check_symbolic_activation, gate, sigmoid, sigmoid_gate, stacked
 
 
 @njit(cache=True, error_model="numpy")
@@ -53,7 +53,7 @@ def _recur(WT, bhn, G, NH, Hs, wh):
     T, B, H3 = G.shape
     H = H3 // 3
     for t in range(T):
-        rows_times(Hs[t], WT, wh)
+        matmul_nn(Hs[t], WT, wh)
         for bb in range(B):
             g = G[t, bb]
             w = wh[bb]
@@ -85,7 +85,7 @@ def _window(W, V, G, NH, Hs, dO, loss_lo, t_hi, k_lo, carry, tau, dR, dZ, dNX, d
             d = dh[bb]
             d[:] = carry[bb]
             if t >= loss_lo:
-                vector_times_add(dO[t, bb], V, d)
+                matvec_t_add(V, dO[t, bb], d)
             if tau > 0.0:
                 clip_rows(d, tau)
             g = G[t, bb]
@@ -109,49 +109,14 @@ def _window(W, V, G, NH, Hs, dO, loss_lo, t_hi, k_lo, carry, tau, dR, dZ, dNX, d
                 nx_[i] += dn
                 nh_[i] += dn * r
                 c[i] = d[i] * z
-        rows_times_add(da, W, carry, tmp)
-
-
-@njit(cache=True, error_model="numpy")
-def _chains(W, V, G, NH, Hs, dO, t_lo, t_hi, k2, tau, tR, tZ, tNX, tNH, carry, dh, da, tmp):
-    """Each loss E_t alone (t_lo <= t < t_hi), back-propagated k2 copies, into the tables' row t - t_lo."""
-    for t in range(t_lo, t_hi):
-        carry[:] = 0.0
-        u = t - t_lo
-        _window(W, V, G, NH, Hs, dO, t, t + 1, max(0, t - k2 + 1), carry, tau, tR[u], tZ[u], tNX[u], tNH[u],
-                dh, da, tmp)
-
-
-@njit(cache=True, error_model="numpy")
-def _truncated(W, V, G, NH, Hs, dO, k2, tau, dR, dZ, dNX, dNH, carry, dh, da, tmp):
-    """The sum over losses of the k2-truncated chains (each loss back-propagated on its own)."""
-    for t in range(G.shape[0]):
-        carry[:] = 0.0
-        _window(W, V, G, NH, Hs, dO, t, t + 1, max(0, t - k2 + 1), carry, tau, dR, dZ, dNX, dNH, dh, da, tmp)
+        matmul_nn_add(da, W, carry, tmp)
 
 
 _GATES = ("r", "z", "n")
 
 
-class GRUCell(Cell):
-    name = "gru"
-    description = ("GRU (PyTorch nn.GRU): gates r, z; candidate n = tanh(U_n x + b_n + r*(W_n h + b_hn)); "
-                   "h' = (1-z)*n + z*h")
-    state_symbol = "h"
-    recurrent = ("W_r", "W_z", "W_n")
-
-    def param_shapes(self, n_in, n_hidden, n_out):
-        H, D = n_hidden, n_in
-        shapes = {}
-        for gate in _GATES:
-            shapes |= {f"U_{gate}": (H, D), f"W_{gate}": (H, H), f"b_{gate}": (H,)}
-        return shapes | {"b_hn": (H,), "V": (n_out, H), "c": (n_out,)}
-
-    def state_size(self, n_hidden, n_out):
-        return n_hidden
-
-    def check_activation(self, act):
-        check_activation(self.name, "nn.GRU", act)
+class GRUKernels(SiteKernels):
+    """The GRU cell's compiled tier."""
 
     def site_sizes(self, n_in, n_hidden, n_out):
         return {"a_r": n_hidden, "a_z": n_hidden, "a_nx": n_hidden, "a_nh": n_hidden, "o": n_out}
@@ -163,7 +128,6 @@ class GRUCell(Cell):
                 "V": ("o", "h_next"), "c": ("o", None)}
 
     def forward(self, params, xs, s0, act):
-        self.check_activation(act)
         T, B, _ = xs.shape
         H = params["W_r"].shape[0]
         G = np.ascontiguousarray(xs @ stacked(params, "U", _GATES).T + stacked(params, "b", _GATES))
@@ -189,21 +153,48 @@ class GRUCell(Cell):
         cots["o"][loss_lo:t_hi] += dO[loss_lo:t_hi]
         return carry
 
-    def truncated(self, params, trace, dO, act, cots, k2, tau):
-        B, H = trace["h"].shape[1:]
-        _truncated(*self._args(params, trace), dO, k2, tau, cots["a_r"], cots["a_z"], cots["a_nx"],
-                   cots["a_nh"], np.zeros((B, H)), *self._scratch(B, H))
-        cots["o"] += dO
-
-    def chains(self, params, trace, dO, act, tables, t_lo, t_hi, k2, tau):
-        B, H = trace["h"].shape[1:]
-        _chains(*self._args(params, trace), dO, t_lo, t_hi, k2, tau, tables["a_r"], tables["a_z"],
-                tables["a_nx"], tables["a_nh"], np.zeros((B, H)), *self._scratch(B, H))
-        for t in range(t_lo, t_hi):
-            tables["o"][t - t_lo, t] += dO[t]
-
     def site_inputs(self, trace, xs):
         return {"x": xs, "h_prev": trace["h"][:-1], "h_next": trace["h"][1:]}
+
+
+class GRUCell(Cell):
+    name = "gru"
+    description = ("GRU (PyTorch nn.GRU): gates r, z; candidate n = tanh(U_n x + b_n + r*(W_n h + b_hn)); "
+                   "h' = (1-z)*n + z*h")
+    state_symbol = "h"
+    recurrent = ("W_r", "W_z", "W_n")
+    kernels = GRUKernels()
+
+    def param_shapes(self, n_in, n_hidden, n_out):
+        H, D = n_hidden, n_in
+        shapes = {}
+        for gate in _GATES:
+            shapes |= {f"U_{gate}": (H, D), f"W_{gate}": (H, H), f"b_{gate}": (H,)}
+        return shapes | {"b_hn": (H,), "V": (n_out, H), "c": (n_out,)}
+
+    def state_size(self, n_hidden, n_out):
+        return n_hidden
+
+    def check_activation(self, act):
+        check_activation(self.name, "nn.GRU", act)
+
+    def step(self, params, s_prev, x, act):
+        h = s_prev
+        r = gate(params, "r", x, h)
+        z = gate(params, "z", x, h)
+        nh = h @ params["W_n"].T + params["b_hn"]
+        n = np.tanh(x @ params["U_n"].T + params["b_n"] + r * nh)
+        return (1.0 - z) * n + z * h, (x, h, r, z, n, nh)
+
+    def step_vjp(self, params, cache, ds, act):
+        x, h, r, z, n, nh = cache
+        d_nx = ds * (1.0 - z) * (1.0 - n * n)
+        d_nh = d_nx * r
+        d_r = d_nx * nh * r * (1.0 - r)
+        d_z = ds * (h - n) * z * (1.0 - z)
+        dh = ds * z + d_r @ params["W_r"] + d_z @ params["W_z"] + d_nh @ params["W_n"]
+        return dh, (dense_grads(d_r, U_r=x, W_r=h, b_r=None) | dense_grads(d_z, U_z=x, W_z=h, b_z=None)
+                    | dense_grads(d_nx, U_n=x, b_n=None) | dense_grads(d_nh, W_n=h, b_hn=None))
 
     def symbolic_step(self, P, s_prev, x, f):
         check_symbolic_activation(self.name, f)

@@ -19,8 +19,10 @@ import numpy as np
 from numba import njit
 
 from ..activations import act as _act, dact as _dact
-from .base import Cell
-from .kernels import clip_rows, matvec_add, matvec_t_add, require_code
+from .base import Cell, dense_grads
+from .elman import hidden_layer
+from .sites import SiteKernels
+from .kernels import clip_rows, matvec_add, matvec_t_add
 
 
 @njit(cache=True)
@@ -73,33 +75,8 @@ def _window(W, V, A, Hs, dO, code, loss_lo, t_hi, k_lo, carry, tau, dA, dOs):
             matvec_t_add(W, dh, c)
 
 
-@njit(cache=True)
-def _chains(W, V, A, Hs, dO, code, t_lo, t_hi, k2, tau, dA_tab, dO_tab, carry):
-    for t in range(t_lo, t_hi):
-        carry[:] = 0.0
-        _window(W, V, A, Hs, dO, code, t, t + 1, max(0, t - k2 + 1), carry, tau,
-                dA_tab[t - t_lo], dO_tab[t - t_lo])
-
-
-@njit(cache=True)
-def _truncated(W, V, A, Hs, dO, code, k2, tau, dA, dOs, carry):
-    for t in range(A.shape[0]):
-        carry[:] = 0.0
-        _window(W, V, A, Hs, dO, code, t, t + 1, max(0, t - k2 + 1), carry, tau, dA, dOs)
-
-
-class JordanCell(Cell):
-    name = "jordan"
-    description = "Jordan RNN: h_t = f(W o_{t-1} + U x_t + b), o_t = V h_t + c (the output is fed back)"
-    state_symbol = "o"
-    recurrent = ("W",)
-
-    def param_shapes(self, n_in, n_hidden, n_out):
-        return {"W": (n_hidden, n_out), "U": (n_hidden, n_in), "b": (n_hidden,),
-                "V": (n_out, n_hidden), "c": (n_out,)}
-
-    def state_size(self, n_hidden, n_out):
-        return n_out
+class JordanKernels(SiteKernels):
+    """The Jordan cell's compiled tier."""
 
     def site_sizes(self, n_in, n_hidden, n_out):
         return {"a": n_hidden, "o": n_out}
@@ -108,7 +85,7 @@ class JordanCell(Cell):
         return {"W": ("a", "o_prev"), "U": ("a", "x"), "b": ("a", None), "V": ("o", "h_next"), "c": ("o", None)}
 
     def forward(self, params, xs, s0, act):
-        code = require_code(act, self.name)
+        code = act.code
         T, B, _ = xs.shape
         H, O = params["W"].shape
         A = np.ascontiguousarray(xs @ params["U"].T + params["b"])
@@ -124,22 +101,43 @@ class JordanCell(Cell):
                 carry, tau, cots["a"], cots["o"])
         return carry
 
-    def truncated(self, params, trace, dO, act, cots, k2, tau):
-        B, O = trace["states"].shape[1:]
-        _truncated(params["W"], params["V"], trace["a"], trace["h"], dO, act.code, k2, tau,
-                   cots["a"], cots["o"], np.zeros((B, O)))
-
-    def chains(self, params, trace, dO, act, tables, t_lo, t_hi, k2, tau):
-        B, O = trace["states"].shape[1:]
-        _chains(params["W"], params["V"], trace["a"], trace["h"], dO, act.code, t_lo, t_hi, k2, tau,
-                tables["a"], tables["o"], np.zeros((B, O)))
-
-    def output_vjp(self, params, trace, dO):
-        """The state is the output (s_t = o_t), so dE_t/ds_t = dE_t/do_t."""
-        return np.array(dO, dtype=np.float64)
-
     def site_inputs(self, trace, xs):
         return {"o_prev": trace["states"][:-1], "x": xs, "h_next": trace["h"][1:]}
+
+
+class JordanCell(Cell):
+    name = "jordan"
+    description = "Jordan RNN: h_t = f(W o_{t-1} + U x_t + b), o_t = V h_t + c (the output is fed back)"
+    state_symbol = "o"
+    recurrent = ("W",)
+    kernels = JordanKernels()
+
+    def param_shapes(self, n_in, n_hidden, n_out):
+        return {"W": (n_hidden, n_out), "U": (n_hidden, n_in), "b": (n_hidden,),
+                "V": (n_out, n_hidden), "c": (n_out,)}
+
+    def state_size(self, n_hidden, n_out):
+        return n_out
+
+    def step(self, params, s_prev, x, act):
+        a, h = hidden_layer(params, s_prev, x, act)
+        return h @ params["V"].T + params["c"], (s_prev, x, a, h)
+
+    def step_vjp(self, params, cache, ds, act):
+        o_prev, x, a, h = cache
+        da = (ds @ params["V"]) * act.df(a, h)
+        return da @ params["W"], dense_grads(da, W=o_prev, U=x, b=None) | dense_grads(ds, V=h, c=None)
+
+    def readout(self, params, s):
+        """The state is the output (s_t = o_t)."""
+        return s
+
+    def readout_vjp(self, params, s, do):
+        """The state is the output, so dE_t/ds_t = dE_t/do_t, and the readout has no parameters."""
+        return np.array(do, dtype=np.float64), {}
+
+    def hidden(self, params, s, cache):
+        return np.zeros((s.shape[0], params["W"].shape[0])) if cache is None else cache[3]
 
     def symbolic_step(self, P, s_prev, x, f):
         h = (P["W"] * s_prev + P["U"] * x + P["b"]).applyfunc(f)

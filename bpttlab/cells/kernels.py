@@ -1,6 +1,7 @@
 r"""Small Numba building blocks shared by the built-in cells' kernels (arrays and scalars only).
 
-Everything here is inlined into the cells' kernels. The loops are written so that LLVM vectorises
+Each is compiled once and linked into the kernels that call it (LLVM still inlines the small ones where it
+pays; forcing Numba to inline them everywhere multiplied compile time). The loops are written so that LLVM vectorises
 them: contiguous inner loops, no reductions across SIMD lanes, and ``error_model="numpy"`` so that a
 division does not carry a Python ``ZeroDivisionError`` branch. Products large enough to amortise a
 call go to BLAS (``np.dot`` with an output array, through SciPy); small ones stay in plain loops, where a
@@ -9,76 +10,25 @@ BLAS call would cost more than the arithmetic.
 from __future__ import annotations
 
 import math
-import sys
 import threading
+import weakref
 
 import numpy as np
 from numba import njit
 from numba.extending import overload
 
-from ..activations import IDENTITY_CODE, RELU_CODE, TANH_CODE, act, dact
+from ..activations import IDENTITY_CODE, RELU_CODE, TANH_CODE, act, dact, tanh
 
-#: Multiply-adds from which a matrix product goes to BLAS instead of plain loops.
+#: Multiply-adds, and rows, from which a matrix product goes to BLAS instead of plain loops.
 BLAS_MIN_WORK = 4096
-
-# Cephes' rational approximation of tanh on |x| < 0.625 (relative error 2.5e-16).
-_TANH_P = (-9.64399179425052238628e-1, -9.92877231001918586564e1, -1.61468768441708447952e3)
-_TANH_Q = (1.12811678491632931402e2, 2.23548839060100448583e3, 4.84406305325125486048e3)
-_P0, _P1, _P2 = _TANH_P
-_Q0, _Q1, _Q2 = _TANH_Q
-# ln 2 split so that k * _LN2_HI is exact for the k used here (Cody and Waite).
-_LN2_HI = 6.93147180369123816490e-01
-_LN2_LO = 1.90821492927058770002e-10
-_INV_LN2 = 1.44269504088896338700e+00
-# 1.5 * 2**52: y + _ROUND rounds y to an integer k and leaves k in the low bits of the result.
-_ROUND = 6755399441055744.0
-_ONE_BITS = 1023 << 52  # the bits of 1.0: adding k << 52 to them gives 2**k
+BLAS_MIN_ROWS = 8
 
 #: Numba options of the kernels that use these blocks: no Python division checks (so loops vectorise)
 #: and fused multiply-adds (one rounding instead of two; no reassociation, so results are reproducible).
 KERNEL_OPTIONS = dict(cache=True, error_model="numpy", fastmath={"contract"})
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def tanh(x):
-    r"""tanh(x) to within 2 ulp, in branch-free arithmetic that LLVM vectorises.
-
-    .. math::
-
-        \tanh x = x + x^3 \frac{P(x^2)}{Q(x^2)} \quad (|x| < 0.625), \qquad
-        \tanh x = \operatorname{sign}(x)\Bigl(1 - \frac{2}{e^{2|x|} + 1}\Bigr) \quad \text{otherwise},
-
-    with :math:`e^{y} = 2^k e^{r}`, :math:`k = \operatorname{round}(y / \ln 2)`, :math:`|r| \le \ln 2 / 2`,
-    :math:`e^r` by its Taylor polynomial of degree 13 (truncation error below 5e-18, evaluated by
-    Estrin's scheme for a short dependency chain) and :math:`2^k` written straight into the exponent
-    bits. ``y`` is capped at 40, where tanh is 1 in float64. Both branches are computed and one is
-    selected, so a loop over an array has no branches; NaN stays NaN.
-    """
-    ax = abs(x)
-    z = x * x
-    small = x + x * z * (((_P0 * z + _P1) * z + _P2) / (((z + _Q0) * z + _Q1) * z + _Q2))
-    y = 2.0 * ax
-    y = y if y < 40.0 else 40.0
-    kk = y * _INV_LN2 + _ROUND
-    k = kk - _ROUND
-    r = (y - k * _LN2_HI) - k * _LN2_LO
-    r2 = r * r
-    r4 = r2 * r2
-    c01 = 1.0 + r
-    c23 = 0.5 + r * (1.0 / 6.0)
-    c45 = (1.0 / 24.0) + r * (1.0 / 120.0)
-    c67 = (1.0 / 720.0) + r * (1.0 / 5040.0)
-    c89 = (1.0 / 40320.0) + r * (1.0 / 362880.0)
-    c1011 = (1.0 / 3628800.0) + r * (1.0 / 39916800.0)
-    c1213 = (1.0 / 479001600.0) + r * (1.0 / 6227020800.0)
-    p = ((c01 + c23 * r2) + (c45 + c67 * r2) * r4) + ((c89 + c1011 * r2) + c1213 * r4) * (r4 * r4)
-    two_k = np.int64((np.float64(kk).view(np.int64) << 52) + _ONE_BITS).view(np.float64)
-    big = 1.0 - 2.0 / (p * two_k + 1.0)
-    big = big if x >= 0.0 else -big
-    return big if ax >= 0.625 else small
-
-
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def activate(code, A, t, Hs, t_out):
     """Hs[t_out] = f(A[t]) elementwise over (B, H) slabs of 3-D arrays; tanh, relu and identity in
     vectorised loops. Slabs are indexed in place (no views, so no reference counting per step)."""
@@ -102,7 +52,7 @@ def activate(code, A, t, Hs, t_out):
                 Hs[t_out, r, i] = act(code, A[t, r, i])
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def times_derivative(code, A, t, Hs, t_out, dA):
     """dA[t] *= f'(A[t]) elementwise over (B, H) slabs, given Hs[t_out] = f(A[t])."""
     B, H = A.shape[1], A.shape[2]
@@ -121,7 +71,7 @@ def times_derivative(code, A, t, Hs, t_out, dA):
                 dA[t, r, i] *= dact(code, A[t, r, i], Hs[t_out, r, i])
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def clip_rows(v, tau):
     """Rescale the vector v in place to norm tau if its norm is larger ("step" clipping)."""
     s = 0.0
@@ -134,7 +84,7 @@ def clip_rows(v, tau):
             v[i] *= r
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def matvec_t_add(M, v, out):
     """out += M^T v, walking M by rows so the inner loop is contiguous."""
     for j in range(M.shape[0]):
@@ -145,7 +95,7 @@ def matvec_t_add(M, v, out):
                 out[i] += row[i] * d
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def matvec_add(M, v, out):
     """out += M v."""
     for i in range(M.shape[0]):
@@ -156,7 +106,7 @@ def matvec_add(M, v, out):
         out[i] += s
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def step_times_add(X, t_in, M, out, t_out, tmp):
     r"""out[t_out] += X[t_in] M for 3-D X (., n, k), out (., n, m) and M (k, m); tmp (n, m) is scratch.
 
@@ -188,7 +138,7 @@ def step_times_add(X, t_in, M, out, t_out, tmp):
                 out[t_out, r, i] += M[j, i] * xj
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def matmul_nt(X, M, out):
     """out = X M^T for X (n, k), M (m, k)."""
     n, k = X.shape
@@ -204,12 +154,13 @@ def matmul_nt(X, M, out):
                 out[r, i] = s
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def matmul_nn(X, M, out):
-    """out = X M for X (n, k), M (k, m)."""
+    """out = X M for X (n, k), M (k, m): plain loops (out_r += X_rj M_j, which vectorise) when the
+    product is too small to pay for a BLAS call."""
     n, k = X.shape
     m = M.shape[1]
-    if n * k * m >= BLAS_MIN_WORK:
+    if n >= BLAS_MIN_ROWS and n * k * m >= BLAS_MIN_WORK:
         np.dot(X, M, out)
     else:
         out[:] = 0.0
@@ -220,7 +171,22 @@ def matmul_nn(X, M, out):
                     out[r, i] += M[j, i] * d
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
+def matmul_nn_add(X, M, out, tmp):
+    """out += X M for X (n, k), M (k, m); tmp (n, m) is scratch for the BLAS path."""
+    n, k = X.shape
+    m = M.shape[1]
+    if n >= BLAS_MIN_ROWS and n * k * m >= BLAS_MIN_WORK:
+        np.dot(X, M, tmp)
+        for r in range(n):
+            for i in range(m):
+                out[r, i] += tmp[r, i]
+    else:
+        for r in range(n):
+            matvec_t_add(M, X[r], out[r])
+
+
+@njit(cache=True)
 def matmul_tn(X, Y, out):
     r"""out = X^T Y for X (n, p), Y (n, q): :math:`\sum_r X_{r,:}^\top Y_{r,:}`, the sum of outer products
     that assembles a weight gradient from per-copy cotangents and inputs."""
@@ -237,7 +203,7 @@ def matmul_tn(X, Y, out):
                     out[i, j] += d * Y[r, j]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def add_rows(X, v):
     """X[r] += v for every row r."""
     for r in range(X.shape[0]):
@@ -245,7 +211,7 @@ def add_rows(X, v):
             X[r, i] += v[i]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def column_sums(X, out):
     """out = the sum of the rows of X."""
     out[:] = 0.0
@@ -254,7 +220,7 @@ def column_sums(X, out):
             out[i] += X[r, i]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def sum_squares(a):
     """The sum of the squared entries of a contiguous array."""
     s = 0.0
@@ -263,7 +229,7 @@ def sum_squares(a):
     return s
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def nonfinite_probe(a):
     """0.0 when every entry of a contiguous array is finite, NaN otherwise (x * 0 is NaN for inf, NaN)."""
     s = 0.0
@@ -281,7 +247,7 @@ def loss_rows(Y, Out, scale, dO, E, losses):
     return (_mse_rows if Y.ndim == 3 else _cross_entropy_rows)(Y, Out, scale, dO, E, losses)
 
 
-@overload(loss_rows, inline="always")
+@overload(loss_rows)
 def _loss_rows(Y, Out, scale, dO, E, losses):
     if Y.ndim == 3:
         return _mse_rows
@@ -362,30 +328,38 @@ class Scratch:
         return flat[:n].reshape(shape)
 
 
+_RECYCLERS: weakref.WeakSet = weakref.WeakSet()
+
+
+def release_idle_memory() -> None:
+    """Let every :class:`Recycler` return the memory blocks no result uses (e.g. before measuring the
+    memory a computation needs, which recycled blocks would otherwise hide)."""
+    for recycler in list(_RECYCLERS):
+        recycler.clear()
+
+
 class Recycler:
     """Result arrays carved out of buffers that are used again once no result refers to them.
 
     A large fresh array costs a page fault per 4 KiB page on first touch, which on a virtual machine is
     about as slow as the arithmetic done in it (a third of a full-BPTT call at T=200, B=32, H=64). The
     arrays a kernel returns (the forward trace) cannot come from :class:`Scratch`, since the caller
-    keeps them; here they are views of a buffer that the recycler keeps, and the buffer is handed out
-    again only when its reference count shows that no view of it is alive any more (NumPy views refer
-    to the buffer that owns the memory, not to each other). Requests whose first array (put the largest
-    first) has fewer than ``min_size`` numbers get fresh arrays: the allocator serves small ones from
-    memory it already has, without faults. At most ``keep`` buffers are kept, none over ``max_size``
-    numbers (a larger request gets a buffer of its own, which goes when its arrays go): by default at
-    most 3 x 32 MiB stay allocated.
+    keeps them; here they are views of one *lent* array, made afresh for each request over memory the
+    recycler keeps. NumPy makes every view of a view refer to that lent array (it does not own its
+    memory, and its base is not an array), so the lent array lives exactly as long as some view of it
+    does; a :func:`weakref.finalize` on it marks the memory free again when it goes. Requests whose first
+    array (put the largest first) has fewer than ``min_size`` numbers get fresh arrays: the allocator
+    serves small ones from memory it already has, without faults. At most ``keep`` memory blocks are
+    kept, none over ``max_size`` numbers (a larger request gets fresh memory): by default at most
+    3 x 32 MiB stay allocated. :meth:`clear` lets every idle block go.
     """
 
     def __init__(self, min_size: int = 1 << 14, max_size: int = 1 << 22, keep: int = 3) -> None:
         self.min_size, self.max_size, self.keep = min_size, max_size, keep
         self._buffers: list[np.ndarray] = []
-        self._lock = threading.Lock()
-        self._idle_count = self._references([np.empty(1)])[0]  # what an unused buffer counts here
-
-    @staticmethod
-    def _references(buffers: list[np.ndarray]) -> list[int]:
-        return [sys.getrefcount(b) for b in buffers]
+        self._busy: set[int] = set()  # ids of the blocks lent out now
+        self._lock = threading.RLock()  # a finalizer may run while take() holds it
+        _RECYCLERS.add(self)
 
     def take(self, *shapes: tuple[int, ...]) -> list[np.ndarray]:
         """Float64 arrays of these shapes with undefined contents, none sharing memory with another."""
@@ -394,33 +368,40 @@ class Recycler:
         sizes = [math.prod(s) for s in shapes]
         total = sum(-(-n // 8) * 8 for n in sizes)  # each array starts 64 bytes after the one before
         with self._lock:
-            buf = self._buffer(total)
+            block = self._block(total)
+            kept = any(b is block for b in self._buffers)
+            if kept:
+                self._busy.add(id(block))
+        lent = np.frombuffer(memoryview(block), dtype=np.float64, count=total)
+        if kept:
+            weakref.finalize(lent, self._release, id(block))
         out, start = [], 0
         for shape, n in zip(shapes, sizes):
-            out.append(buf[start:start + n].reshape(shape))
+            out.append(lent[start:start + n].reshape(shape))
             start += -(-n // 8) * 8
         return out
 
-    def _buffer(self, total: int) -> np.ndarray:
-        """The smallest kept buffer of at least ``total`` numbers that no array uses, or a new one, kept
-        (in place of the smallest unused buffer when ``keep`` are kept already) if it may be."""
-        idle = [i for i, n in enumerate(self._references(self._buffers)) if n == self._idle_count]
+    def _release(self, key: int) -> None:
+        with self._lock:
+            self._busy.discard(key)
+
+    def clear(self) -> None:
+        """Let go of every block that is not lent out (they return to the allocator)."""
+        with self._lock:
+            self._buffers = [b for b in self._buffers if id(b) in self._busy]
+
+    def _block(self, total: int) -> np.ndarray:
+        """The smallest kept block of at least ``total`` numbers that is not lent out, or a new one, kept
+        (in place of the smallest idle block when ``keep`` are kept already) if it may be."""
+        idle = [i for i, b in enumerate(self._buffers) if id(b) not in self._busy]
         fits = [i for i in idle if self._buffers[i].size >= total]
         if fits:
             return self._buffers[min(fits, key=lambda i: self._buffers[i].size)]
-        buf = np.empty(total)
+        block = np.empty(total)
         if total > self.max_size:
-            return buf
+            return block
         if len(self._buffers) >= self.keep and idle:
             del self._buffers[min(idle, key=lambda i: self._buffers[i].size)]
         if len(self._buffers) < self.keep:
-            self._buffers.append(buf)
-        return buf
-
-
-def require_code(act, cell_name: str) -> int:
-    """The Numba branch of a built-in activation, or a clear error for a NumPy-only plugin activation."""
-    if act.code is None:
-        raise ValueError(f"activation {act.name!r} has no Numba kernel, so the built-in cell {cell_name!r} "
-                         "cannot use it; use tanh, relu, sigmoid or identity, or a cell plugin written for it")
-    return act.code
+            self._buffers.append(block)
+        return block

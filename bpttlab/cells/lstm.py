@@ -39,11 +39,11 @@ import numpy as np
 import sympy as sp
 from numba import njit
 
-from .base import Cell
-from .kernels import clip_rows
+from .base import Cell, dense_grads
+from .sites import SiteKernels
+from .kernels import clip_rows, matmul_nn, matmul_nn_add, matvec_t_add
 from ..activations import tanh
-from .gates import (check_activation, check_symbolic_activation, rows_times, rows_times_add, sigmoid,
-                    sigmoid_gate, stacked, vector_times_add)
+from .gates import check_activation, check_symbolic_activation, gate, sigmoid, sigmoid_gate, stacked
 
 
 @njit(cache=True, error_model="numpy")
@@ -57,7 +57,7 @@ def _recur(WT, G, S, h, wh):
     H = H4 // 4
     for t in range(T):
         h[:] = S[t, :, :H]
-        rows_times(h, WT, wh)
+        matmul_nn(h, WT, wh)
         for bb in range(B):
             g = G[t, bb]
             w = wh[bb]
@@ -91,7 +91,7 @@ def _window(W, V, G, S, dO, loss_lo, t_hi, k_lo, carry, tau, dI, dF, dG, dOg, ds
             d = ds[bb]
             d[:] = carry[bb]
             if t >= loss_lo:
-                vector_times_add(dO[t, bb], V, d[:H])
+                matvec_t_add(V, dO[t, bb], d[:H])
             if tau > 0.0:
                 clip_rows(d, tau)
             g = G[t, bb]
@@ -122,50 +122,15 @@ def _window(W, V, G, S, dO, loss_lo, t_hi, k_lo, carry, tau, dI, dF, dG, dOg, ds
                 o_[k] += ao
                 c[k] = 0.0
                 c[H + k] = dc * fg
-        rows_times_add(da, W, carry[:, :H], tmp)
-
-
-@njit(cache=True, error_model="numpy")
-def _chains(W, V, G, S, dO, t_lo, t_hi, k2, tau, tI, tF, tG, tO, carry, ds, da, tmp):
-    """Each loss E_t alone (t_lo <= t < t_hi), back-propagated k2 copies, into the tables' row t - t_lo."""
-    for t in range(t_lo, t_hi):
-        carry[:] = 0.0
-        u = t - t_lo
-        _window(W, V, G, S, dO, t, t + 1, max(0, t - k2 + 1), carry, tau, tI[u], tF[u], tG[u], tO[u],
-                ds, da, tmp)
-
-
-@njit(cache=True, error_model="numpy")
-def _truncated(W, V, G, S, dO, k2, tau, dI, dF, dG, dOg, carry, ds, da, tmp):
-    """The sum over losses of the k2-truncated chains (each loss back-propagated on its own)."""
-    for t in range(G.shape[0]):
-        carry[:] = 0.0
-        _window(W, V, G, S, dO, t, t + 1, max(0, t - k2 + 1), carry, tau, dI, dF, dG, dOg, ds, da, tmp)
+        matmul_nn_add(da, W, carry[:, :H], tmp)
 
 
 _GATES = ("i", "f", "g", "o")
 _SITES = tuple(f"a_{gate}" for gate in _GATES)
 
 
-class LSTMCell(Cell):
-    name = "lstm"
-    description = ("LSTM (PyTorch nn.LSTM): gates i, f, o; candidate g; c' = f*c + i*g, h' = o*tanh(c'); "
-                   "state [h; c]")
-    state_symbol = "s"
-    recurrent = ("W_i", "W_f", "W_g", "W_o")
-
-    def param_shapes(self, n_in, n_hidden, n_out):
-        H, D = n_hidden, n_in
-        shapes = {}
-        for gate in _GATES:
-            shapes |= {f"U_{gate}": (H, D), f"W_{gate}": (H, H), f"b_{gate}": (H,)}
-        return shapes | {"V": (n_out, H), "c": (n_out,)}
-
-    def state_size(self, n_hidden, n_out):
-        return 2 * n_hidden
-
-    def check_activation(self, act):
-        check_activation(self.name, "nn.LSTM", act)
+class LSTMKernels(SiteKernels):
+    """The LSTM cell's compiled tier."""
 
     def site_sizes(self, n_in, n_hidden, n_out):
         return {site: n_hidden for site in _SITES} | {"o": n_out}
@@ -178,7 +143,6 @@ class LSTMCell(Cell):
         return sites | {"V": ("o", "h_next"), "c": ("o", None)}
 
     def forward(self, params, xs, s0, act):
-        self.check_activation(act)
         T, B, _ = xs.shape
         H = params["W_i"].shape[0]
         G = np.ascontiguousarray(xs @ stacked(params, "U", _GATES).T + stacked(params, "b", _GATES))
@@ -203,22 +167,54 @@ class LSTMCell(Cell):
         cots["o"][loss_lo:t_hi] += dO[loss_lo:t_hi]
         return carry
 
-    def truncated(self, params, trace, dO, act, cots, k2, tau):
-        B, S = trace["states"].shape[1:]
-        _truncated(*self._args(params, trace), dO, k2, tau, *(cots[s] for s in _SITES), np.zeros((B, S)),
-                   *self._scratch(B, S // 2))
-        cots["o"] += dO
-
-    def chains(self, params, trace, dO, act, tables, t_lo, t_hi, k2, tau):
-        B, S = trace["states"].shape[1:]
-        _chains(*self._args(params, trace), dO, t_lo, t_hi, k2, tau, *(tables[s] for s in _SITES),
-                np.zeros((B, S)), *self._scratch(B, S // 2))
-        for t in range(t_lo, t_hi):
-            tables["o"][t - t_lo, t] += dO[t]
-
     def site_inputs(self, trace, xs):
         h = trace["h"]
         return {"x": xs, "h_prev": np.ascontiguousarray(h[:-1]), "h_next": np.ascontiguousarray(h[1:])}
+
+
+class LSTMCell(Cell):
+    name = "lstm"
+    description = ("LSTM (PyTorch nn.LSTM): gates i, f, o; candidate g; c' = f*c + i*g, h' = o*tanh(c'); "
+                   "state [h; c]")
+    state_symbol = "s"
+    recurrent = ("W_i", "W_f", "W_g", "W_o")
+    kernels = LSTMKernels()
+
+    def param_shapes(self, n_in, n_hidden, n_out):
+        H, D = n_hidden, n_in
+        shapes = {}
+        for gate in _GATES:
+            shapes |= {f"U_{gate}": (H, D), f"W_{gate}": (H, H), f"b_{gate}": (H,)}
+        return shapes | {"V": (n_out, H), "c": (n_out,)}
+
+    def state_size(self, n_hidden, n_out):
+        return 2 * n_hidden
+
+    def check_activation(self, act):
+        check_activation(self.name, "nn.LSTM", act)
+
+    def step(self, params, s_prev, x, act):
+        H = s_prev.shape[1] // 2
+        h, c = s_prev[:, :H], s_prev[:, H:]
+        i, f, o = gate(params, "i", x, h), gate(params, "f", x, h), gate(params, "o", x, h)
+        g = np.tanh(x @ params["U_g"].T + h @ params["W_g"].T + params["b_g"])
+        c_next = f * c + i * g
+        tc = np.tanh(c_next)
+        return np.concatenate([o * tc, c_next], axis=1), (x, h, c, i, f, g, o, tc)
+
+    def step_vjp(self, params, cache, ds, act):
+        x, h, c, i, f, g, o, tc = cache
+        H = h.shape[1]
+        dh, dc = ds[:, :H], ds[:, H:]
+        carousel = dc + dh * o * (1.0 - tc * tc)
+        da = {"i": carousel * g * i * (1.0 - i), "f": carousel * c * f * (1.0 - f),
+              "g": carousel * i * (1.0 - g * g), "o": dh * tc * o * (1.0 - o)}
+        grads = {}
+        dh_prev = np.zeros_like(h)
+        for name, d in da.items():
+            dh_prev += d @ params[f"W_{name}"]
+            grads |= dense_grads(d, **{f"U_{name}": x, f"W_{name}": h, f"b_{name}": None})
+        return np.concatenate([dh_prev, carousel * f], axis=1), grads
 
     def symbolic_step(self, P, s_prev, x, f):
         check_symbolic_activation(self.name, f)

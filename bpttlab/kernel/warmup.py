@@ -1,13 +1,14 @@
-"""Warm the Numba cache: load every compiled kernel of the built-in cells before the student needs it.
+"""Get the compiled tier ready in the BPTT Lab kernel, in the background, while the student starts.
 
 A ``@njit(cache=True)`` kernel is loaded from its on-disk cache on its first call in a process (compiled,
-the first time ever). :func:`warm_up` makes those first calls on a tiny problem: full BPTT with each
-built-in loss (the fused kernels differ by target type), truncated BPTT, the per-loss chains behind
-``by_loss`` and :func:`~bpttlab.contributions`, and a TBPTT update.
+the first time ever). Nothing waits for it: until a cell's kernels are ready the engine runs that cell on
+the per-copy NumPy tier (:mod:`bpttlab.engine.compilation`). :func:`warm_up` makes the first calls of
+every kernel on a tiny problem (:func:`bpttlab.engine.warm`), which ``bpttlab warm`` also runs, at
+image-build time, to fill the cache.
 
-The kernel runs it in two phases (:func:`start_warm_up`): first what a first ``%bptt grad`` on an Elman
-network needs (most of it is Numba's own one-off set-up), then, after a pause that leaves the
-interpreter to a cell run straight away, everything else.
+The kernel runs it in two phases (:func:`start_warm_up`): first the Elman cell, the one a first
+``%bptt grad`` most likely uses (most of that time is Numba's own one-off set-up), then, after a pause
+that leaves the interpreter to a cell run straight away, the other cells.
 """
 from __future__ import annotations
 
@@ -29,42 +30,30 @@ def _builtin_cells() -> list[str]:
 
 
 def warm_first_gradient() -> float:
-    """Load what ``%bptt grad`` needs for a small Elman network (full BPTT, mse, the per-step table).
+    """Compile (or load from the Numba cache) the kernels of the cell a first ``%bptt grad`` most likely
+    uses. Until they are ready a gradient runs on the per-copy tier, so nothing waits for this.
 
     Returns:
         the seconds it took.
     """
-    import bpttlab as bl
-    from bpttlab.reports import gradient_report
+    from bpttlab.engine import warm
 
     start = time.perf_counter()
-    net = bl.make(FIRST, n_in=1, n_hidden=2, n_out=2, seed=0)
-    gradient_report(net, np.linspace(-1.0, 1.0, 3).reshape(3, 1), np.zeros((3, 2)))
+    warm(FIRST)
     return time.perf_counter() - start
 
 
 def warm_up(cells: list[str] | None = None) -> dict[str, float]:
-    """Run each built-in cell (or the given ones) once through every engine path.
+    """Compile (or load) the kernels of each built-in cell, or of the given ones.
 
     Returns:
         cell name -> seconds it took (loading from the cache, or compiling when there is none).
     """
-    import bpttlab as bl
+    from bpttlab.engine import warm
 
-    xs = np.linspace(-1.0, 1.0, 3).reshape(3, 1)
-    mse_targets = np.zeros((3, 2))
-    classes = np.array([0, 1, 0])
     seconds = {}
     for name in _builtin_cells() if cells is None else cells:
-        start = time.perf_counter()
-        net = bl.make(name, n_in=1, n_hidden=2, n_out=2, seed=0)
-        bl.bptt(net, xs, mse_targets)
-        bl.bptt(net, xs, classes, loss="cross_entropy")
-        res = bl.bptt(net, xs, mse_targets, k2=2)
-        res.by_loss  # noqa: B018 - the per-loss chain kernels
-        bl.contributions(net, xs, mse_targets, "V")
-        bl.train(net, xs, mse_targets, k1=2, k2=3, lr=1e-3, progress=False)
-        seconds[name] = time.perf_counter() - start
+        seconds[name] = warm(name)
     return seconds
 
 

@@ -30,7 +30,7 @@ import numpy as np
 from .. import registry
 from .. import validation as V
 from ..engine import BPTTResult, bptt
-from ..flow import state_gradients, state_jacobians
+from ..engine.flow import state_gradients, state_jacobians
 from ..network import INITS, Network, make
 from .formatting import number
 

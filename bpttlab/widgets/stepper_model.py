@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import validation as V
 from ..engine import BPTTResult, bptt, contributions
-from ..flow import state_gradients
+from ..engine.flow import state_gradients
 from ..network import Network
 from .events import BACKWARD, FORWARD, LOSSES, Event, pass_events
 

@@ -32,8 +32,14 @@ _MARKERS = {"bl-arrow": IDLE, "bl-arrow-f": FUTURE, "bl-arrow-o": FORWARD_COLOUR
 
 def parameter_place(model: StepperModel, name: str) -> str:
     """Where a parameter sits in the drawing: the edge "U", "W" or "V" it multiplies along, or the node
-    row "h" / "o" whose bias it is, from the cell's ``param_sites``."""
-    site, inp = model.net.cell.param_sites()[name]
+    row "h" / "o" whose bias it is, from the sites of the cell's compiled kernels; a cell without them
+    is placed by its names (recurrent matrices on W, U*, V* on their edges, the output bias c on o)."""
+    cell = model.net.cell
+    if cell.kernels is None:
+        if name in cell.recurrent:
+            return "W"
+        return {"U": "U", "V": "V"}.get(name[:1], "o" if name == "c" else "h")
+    site, inp = cell.kernels.param_sites()[name]
     if inp == "x":
         return "U"
     if inp is not None and inp.endswith("_prev"):

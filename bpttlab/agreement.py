@@ -37,7 +37,7 @@ import sympy as sp
 
 from . import validation as V
 from .engine import bptt, contribution_tables
-from .gradcheck import gradcheck
+from .engine import gradcheck
 from .network import Network
 from .reports import html_table, text_table
 from .symbolic import limits

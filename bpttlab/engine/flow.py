@@ -19,44 +19,36 @@ and the gradient of one loss with respect to an earlier state is the row vector
 whose norm over :math:`(t, k)` is the gradient-flow map of Pascanu, Mikolov and Bengio (2013): it
 vanishes or explodes geometrically in :math:`t - k` with the spectral radius of W.
 
-Both come from the cell's own backward kernel (:meth:`Cell.window` with no loss and the identity as
-carry, one copy at a time), so they hold for every cell plugin, and from :meth:`Cell.output_vjp` for
-:math:`\partial E_t/\partial s_t`. Quadratic in T: meant for teaching-sized sequences.
+Both come from the engine's backward window (no loss, the identity as carry, one copy at a time), so they
+hold for every cell plugin, and from :meth:`Cell.readout_vjp` for :math:`\partial E_t/\partial s_t`. Quadratic in T: meant for teaching-sized sequences.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from . import validation as V
-from .engine import _prepare
-from .network import Network
+from .. import validation as V
+from ..network import Network
+from .passes import prepare
+from .tiers import clip_rows, tier
 
 
 def _step_jacobians(net: Network, xs: np.ndarray, s0: np.ndarray) -> np.ndarray:
     """J[j-1, b] = ds_j/ds_{j-1} (S, S) for copies j = 1..T of each sequence b of xs (T, B, D)."""
-    cell, act, params = net.cell, net.activation, net.params
+    runner = tier(net.cell, net.activation)
+    params = net.params
     T, B, _ = xs.shape
     S = net.state_size
     # Each sequence is repeated S times along the batch axis, so that the S unit carries e_r travel
     # through its copies at once: the vjp of row r returns row r of the Jacobian.
-    trace = cell.forward(params, np.repeat(xs, S, axis=1), np.repeat(s0, S, axis=0), act)
+    wide = np.repeat(xs, S, axis=1)
+    trace = runner.forward(params, wide, np.repeat(s0, S, axis=0))
     no_loss = np.zeros((T, B * S, net.n_out))
-    sizes = cell.site_sizes(net.n_in, net.n_hidden, net.n_out)
-    scratch = {site: np.zeros((T, B * S, n)) for site, n in sizes.items()}
     unit = np.tile(np.eye(S), (B, 1))
     J = np.empty((T, B, S, S))
     for j in range(T):
-        rows = cell.window(params, trace, no_loss, act, scratch, T, j + 1, j, unit, 0.0)
+        rows, _ = runner.backward(params, trace, wide, no_loss, T, j + 1, j, unit, 0.0)
         J[j] = rows.reshape(B, S, S)
     return J
-
-
-def _clip_state(g: np.ndarray, tau: float) -> np.ndarray:
-    """Rescale each row of g (B, S) to norm tau where it is larger, as "step" clipping does."""
-    if tau <= 0.0:
-        return g
-    n = np.sqrt(np.sum(g * g, axis=-1, keepdims=True))
-    return np.where(n > tau, g * (tau / np.where(n > tau, n, 1.0)), g)
 
 
 def state_jacobians(net: Network, xs, h0=None) -> np.ndarray:
@@ -127,19 +119,20 @@ def state_gradients(net: Network, xs, targets, loss="mse", reduction: str = "sum
         >>> bool(np.all(G[2, 0] == 0.0)), bool(np.any(G[2, 1] != 0.0))
         (True, True)
     """
-    p = _prepare(net, xs, targets, loss, reduction, h0)
+    p = prepare(net, xs, targets, loss, reduction, h0)
     k2 = V.positive_int(k2, "k2", allow_none=True)
     clip = V.clip(clip)
     tau = clip[1] if clip and clip[0] == "step" else 0.0
     step = _step_jacobians(net, p.batch.xs, p.s0)
-    direct = net.cell.output_vjp(net.params, p.trace, p.dO)
+    states = p.trace["states"]
+    direct = np.stack([net.cell.readout_vjp(net.params, states[t + 1], p.dO[t])[0] for t in range(p.batch.T)])
     T, B, S = direct.shape
     reach = T if k2 is None else min(k2, T)
     out = np.zeros((T, T, B, S))
     for t in range(T):
-        g = _clip_state(direct[t], tau)
+        g = clip_rows(direct[t], tau)
         out[t, t] = g
         for k in range(t - 1, max(-1, t - reach), -1):
-            g = _clip_state(np.einsum("bi,bij->bj", g, step[k + 1]), tau)
+            g = clip_rows(np.einsum("bi,bij->bj", g, step[k + 1]), tau)
             out[t, k] = g
     return out if p.batch.batched else out[:, :, 0]

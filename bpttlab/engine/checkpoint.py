@@ -31,14 +31,14 @@ it as well: the chains of its losses then lie inside the recomputed stretch.
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 
-from . import validation as V
-from .cells.base import assemble
-from .engine import BPTTResult, _clip_after
-from .network import Network
+from .. import validation as V
+from ..network import Network
+from .passes import clip_after, norm, warn_nonfinite, warn_nonfinite_gradient
+from .results import BPTTResult
+from .tiers import tier
 
 
 def n_checkpoints(checkpoint, T: int) -> int:
@@ -111,13 +111,11 @@ def checkpointed_bptt(net: Network, xs, targets, loss="mse", reduction: str = "s
             start = max(0, lo - k2 + 1) // L * L
             tr = run.forward(start, states[start // L], lo + L)
             run.truncated(tr, start, lo, min(k2, T), tau, grads, losses)
-    norm = math.sqrt(sum(float(np.dot(g.ravel(), g.ravel())) for g in grads.values()))
-    if not math.isfinite(norm):
-        warnings.warn("the gradient is not finite (values exploded during the pass); use clipping or a "
-                      "smaller weight scale", RuntimeWarning, stacklevel=3)
-    clipped_grads, clipped = _clip_after(grads, norm, clip)
+    size = norm(grads)
+    warn_nonfinite_gradient(size)
+    clipped_grads, clipped = clip_after(grads, size, clip)
     return BPTTResult(loss=float(losses.sum()), losses=losses, grads=clipped_grads, raw_grads=grads,
-                      grad_norm=norm, clipped=clipped or tau > 0.0, trace=None, k2=k2, clip=clip,
+                      grad_norm=size, clipped=clipped or tau > 0.0, trace=None, k2=k2, clip=clip,
                       _by_copy=_unavailable("by_copy"), _by_loss=_unavailable("by_loss"))
 
 
@@ -126,12 +124,13 @@ class _Segments:
 
     def __init__(self, net: Network, xs: np.ndarray, y: np.ndarray, loss_obj, scale: float, L: int):
         self.net, self.xs, self.y, self.loss_obj, self.scale, self.L = net, xs, y, loss_obj, scale, L
-        self.sizes = net.cell.site_sizes(net.n_in, net.n_hidden, net.n_out)
+        self.tier = tier(net.cell, net.activation)
 
     def forward(self, lo: int, s: np.ndarray, hi: int | None = None) -> dict[str, np.ndarray]:
         """The trace of copies lo..hi-1 (default: one segment) from the state s entering copy lo."""
         hi = min(self.xs.shape[0], lo + self.L if hi is None else hi)
-        return self.net.cell.forward(self.net.params, self.xs[lo:hi], s, self.net.activation)
+        with np.errstate(all="ignore"):  # overflow is reported once, by checkpoints
+            return self.tier.forward(self.net.params, self.xs[lo:hi], s)
 
     def checkpoints(self, s0: np.ndarray) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
         """The states entering each segment, and the last segment's trace; warns at the first non-finite
@@ -139,12 +138,7 @@ class _Segments:
         states, warned = [s0], False
         for lo in range(0, self.xs.shape[0], self.L):
             tr = self.forward(lo, states[-1])
-            bad = ~np.isfinite(tr["outputs"].reshape(tr["outputs"].shape[0], -1)).all(axis=1)
-            if bad.any() and not warned:
-                warned = True
-                warnings.warn(f"non-finite output from time step t={lo + int(np.argmax(bad)) + 1} on (values "
-                              "exploded); try a smaller learning rate, clipping or a smaller weight scale",
-                              RuntimeWarning, stacklevel=4)
+            warned = warned or warn_nonfinite(tr["outputs"], "output", offset=lo)
             if lo + self.L < self.xs.shape[0]:
                 states.append(tr["states"][-1].copy())
         return states, tr
@@ -160,28 +154,23 @@ class _Segments:
         losses[lo:hi] = E.sum(axis=1)
         return dO
 
-    def _cotangents(self, n: int, B: int) -> dict[str, np.ndarray]:
-        return {site: np.zeros((n, B, m)) for site, m in self.sizes.items()}
-
-    def _add_gradient(self, tr, start: int, cots, grads) -> None:
-        xs = self.xs[start:start + tr["outputs"].shape[0]]
-        with np.errstate(all="ignore"):  # a non-finite gradient is reported once, by checkpointed_bptt
-            for name, g in assemble(self.net.cell, tr, xs, cots).items():
-                grads[name] += g
+    def _add(self, grads: dict[str, np.ndarray], more: dict[str, np.ndarray]) -> None:
+        for name, g in more.items():
+            grads[name] += g
 
     def backward(self, tr, start: int, lo: int, carry: np.ndarray, tau: float, grads, losses) -> np.ndarray:
         """Back-propagate the segment's losses and ``carry`` through it; returns dE/ds at its start."""
         dO = self._loss(tr, start, lo, losses)
-        n, B = dO.shape[:2]
-        cots = self._cotangents(n, B)
-        carry = self.net.cell.window(self.net.params, tr, dO, self.net.activation, cots, 0, n, 0, carry, tau)
-        self._add_gradient(tr, start, cots, grads)
+        n = dO.shape[0]
+        xs = self.xs[start:start + n]
+        with np.errstate(all="ignore"):  # a non-finite gradient is reported once, by checkpointed_bptt
+            carry, more = self.tier.backward(self.net.params, tr, xs, dO, 0, n, 0, carry, tau)
+        self._add(grads, more)
         return carry
 
     def truncated(self, tr, start: int, lo: int, k2: int, tau: float, grads, losses) -> None:
         """The k2-truncated chains of the losses of copies >= lo in a trace that starts at copy start."""
         dO = self._loss(tr, start, lo, losses)
-        n, B = dO.shape[:2]
-        cots = self._cotangents(n, B)
-        self.net.cell.truncated(self.net.params, tr, dO, self.net.activation, cots, k2, tau)
-        self._add_gradient(tr, start, cots, grads)
+        xs = self.xs[start:start + dO.shape[0]]
+        with np.errstate(all="ignore"):
+            self._add(grads, self.tier.truncated(self.net.params, tr, xs, dO, k2, tau))

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import validation as V
-from .cells.base import assemble
-from .engine import _clip_after, _warn_nonfinite
-from .network import Network
+from .. import validation as V
+from ..network import Network
+from .passes import clip_after, warn_nonfinite
+from .tiers import tier
 
 
 @dataclass
@@ -90,7 +90,7 @@ def train(net: Network, xs, targets, k1: int | None = None, k2: int | None = Non
     n_updates = epochs * -(-T // k1)
     hist = History(k1=k1, k2=k2)
     bar = _progress(n_updates, progress)
-    cell, act = net.cell, net.activation
+    runner = tier(net.cell, net.activation)
     exploded = False
     try:
         for _ in range(epochs):
@@ -102,8 +102,8 @@ def train(net: Network, xs, targets, k1: int | None = None, k2: int | None = Non
                 params = dict(net.params)
                 xb = batch.xs[start:end]
                 with np.errstate(all="ignore"):  # overflow is reported once, by step, just below
-                    tr = cell.forward(params, xb, s, act)
-                exploded = exploded or _warn_nonfinite(tr["outputs"], "output", offset=start)
+                    tr = runner.forward(params, xb, s)
+                exploded = exploded or warn_nonfinite(tr["outputs"], "output", offset=start)
                 s = tr["states"][-1]
                 scale = 1.0 / ((end - start) * batch.B) if red == "mean" else 1.0
                 with np.errstate(all="ignore"):
@@ -114,9 +114,9 @@ def train(net: Network, xs, targets, k1: int | None = None, k2: int | None = Non
                 while blocks and blocks[0][0] + len(blocks[0][3]) <= window_start:
                     blocks.popleft()
                 with np.errstate(all="ignore"):
-                    grads = _window_gradient(net, blocks, window_start, tau)
+                    grads = _window_gradient(runner, net.params, blocks, window_start, tau)
                     norm = float(np.sqrt(sum(float(np.sum(g * g)) for g in grads.values())))
-                    grads, _ = _clip_after(grads, norm, clip)
+                    grads, _ = clip_after(grads, norm, clip)
                     net.params = {k: v - lr * grads[k] for k, v in net.params.items()}
                 hist.loss.append(E)
                 hist.grad_norm.append(norm)
@@ -130,22 +130,20 @@ def train(net: Network, xs, targets, k1: int | None = None, k2: int | None = Non
     return hist
 
 
-def _window_gradient(net: Network, blocks: deque, window_start: int, tau: float) -> dict[str, np.ndarray]:
-    """Back-propagate the newest block's losses through the stored blocks down to window_start."""
-    cell, act = net.cell, net.activation
-    sizes = cell.site_sizes(net.n_in, net.n_hidden, net.n_out)
-    grads = {k: np.zeros_like(v) for k, v in net.params.items()}
+def _window_gradient(runner, current: dict[str, np.ndarray], blocks: deque, window_start: int,
+                     tau: float) -> dict[str, np.ndarray]:
+    """Back-propagate the newest block's losses through the stored blocks down to window_start, each
+    block with the parameter version it ran with."""
+    grads = {k: np.zeros_like(v) for k, v in current.items()}
     carry = None
     for i in range(len(blocks) - 1, -1, -1):
         start, params, tr, xb, dO = blocks[i]
         n, B = xb.shape[:2]
-        newest = i == len(blocks) - 1
-        cots = {site: np.zeros((n, B, m)) for site, m in sizes.items()}
         if carry is None:
             carry = np.zeros((B, tr["states"].shape[2]))
-        carry = cell.window(params, tr, dO, act, cots, 0 if newest else n, n, max(0, window_start - start),
-                            carry, tau)
-        for k, g in assemble(cell, tr, xb, cots).items():
+        carry, more = runner.backward(params, tr, xb, dO, 0 if i == len(blocks) - 1 else n, n,
+                                      max(0, window_start - start), carry, tau)
+        for k, g in more.items():
             grads[k] += g
     return grads
 

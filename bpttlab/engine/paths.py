@@ -27,16 +27,12 @@ same sum of the same :math:`C[t][k]` without holding the (T, T, *shape) table.
 """
 from __future__ import annotations
 
-import dataclasses
-import math
-import warnings
-
 import numpy as np
 
-from . import validation as V
-from .cells.base import assemble
-from .engine import BPTTResult, Trace, _by_loss, _clip_after, _prepare, _zeros
-from .network import Network
+from .. import validation as V
+from ..network import Network
+from .passes import by_loss_tables, clip_after, frozen, gradient, norm, prepare, warn_nonfinite_gradient
+from .results import BPTTResult, Trace
 
 
 def bptt_all_paths(net: Network, xs, targets, loss="mse", reduction: str = "sum", k2: int | None = None,
@@ -71,7 +67,7 @@ def bptt_all_paths(net: Network, xs, targets, loss="mse", reduction: str = "sum"
     See also:
         :func:`bpttlab.contributions` for the table C[t][k] of one parameter.
     """
-    p = _prepare(net, xs, targets, loss, reduction, h0)
+    p = prepare(net, xs, targets, loss, reduction, h0)
     k2 = V.positive_int(k2, "k2", allow_none=True)
     clip = V.clip(clip)
     tau = clip[1] if clip and clip[0] == "step" else 0.0
@@ -79,17 +75,15 @@ def bptt_all_paths(net: Network, xs, targets, loss="mse", reduction: str = "sum"
         raise ValueError("clip=('step', tau) needs k2 in bptt_all_paths: full BPTT clips the summed dE/ds_k "
                          "of all losses, which no single path carries; pass k2=T to clip each loss's chain")
     T = p.batch.T
-    cots = _zeros(p)
-    net.cell.truncated(net.params, p.trace, p.dO, net.activation, cots, T if k2 is None else min(k2, T), tau)
-    raw = assemble(net.cell, p.trace, p.batch.xs, cots)
-    norm = math.sqrt(sum(float(np.dot(g.ravel(), g.ravel())) for g in raw.values()))
-    if not math.isfinite(norm):
-        warnings.warn("the gradient is not finite (values exploded during the pass); use clipping or a "
-                      "smaller weight scale", RuntimeWarning, stacklevel=2)
-    grads, clipped = _clip_after(raw, norm, clip)
-    frozen = dataclasses.replace(p, net=net.copy())
+    reach = T if k2 is None else min(k2, T)
+    with np.errstate(all="ignore"):
+        raw = p.tier.truncated(net.params, p.trace, p.batch.xs, p.dO, reach, tau)
+    size = norm(raw)
+    warn_nonfinite_gradient(size)
+    grads, clipped = clip_after(raw, size, clip)
+    ran = frozen(p, {k: v.copy() for k, v in net.params.items()})
     return BPTTResult(
-        loss=float(p.E.sum()), losses=p.E.sum(axis=1), grads=grads, raw_grads=raw, grad_norm=norm,
+        loss=float(p.E.sum()), losses=p.E.sum(axis=1), grads=grads, raw_grads=raw, grad_norm=size,
         clipped=clipped or tau > 0.0, trace=Trace(p.batch.xs, p.trace, p.batch.batched), k2=k2, clip=clip,
-        _by_copy=lambda: assemble(net.cell, p.trace, p.batch.xs, cots, per_copy=True),
-        _by_loss=lambda: _by_loss(frozen, k2, tau, False))
+        _by_copy=lambda: gradient(ran, reach, tau, per_copy=True),
+        _by_loss=lambda: by_loss_tables(ran, k2, tau, False))

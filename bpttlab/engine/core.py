@@ -1,0 +1,225 @@
+r"""The public numeric API: forward pass, BPTT gradients and the per-timestep decomposition.
+
+For a loss :math:`E = \sum_t E_t` (or its mean over the T*B terms) of an unrolled network,
+:func:`bptt` returns :math:`\partial E/\partial\theta` for every parameter in linear time (one backward
+recursion, :meth:`Cell.window`), and, on request, the per-timestep decomposition of ARCHITECTURE.md:
+
+.. math::
+
+    \frac{\partial E_t}{\partial \theta} = \sum_{k=1}^{t} C[t][k], \qquad
+    \text{by\_loss}[t] = \sum_k C[t][k], \qquad \text{by\_copy}[k] = \sum_{t \ge k} C[t][k].
+
+``by_copy`` comes from the same backward pass; ``by_loss`` and :func:`contributions` need one chain per
+loss (quadratic in T) and are computed only when asked for, with a size limit.
+
+Truncation ``k2`` keeps only :math:`C[t][k]` with :math:`k > t - k2`. Clipping: ("norm", tau) rescales
+the whole gradient to norm tau, ("value", tau) clips each entry, both after the pass, and ("step", tau)
+rescales the back-propagated :math:`\partial E/\partial s_k` of each copy (per sequence in the batch)
+during the pass. The decompositions describe the gradient before "norm"/"value" clipping
+(``res.raw_grads``), and include "step" clipping, which changes the terms themselves.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import registry
+from .. import validation as V
+from ..losses import CROSS_ENTROPY, MSE, Loss
+from ..network import Network
+from .checkpoint import checkpointed_bptt
+from .passes import (Pass, by_loss_tables, chain_tables, check_table_size, clip_after, frozen, gradient, norm,
+                     prepare, warn_nonfinite, warn_nonfinite_from, warn_nonfinite_gradient)
+from .results import BPTTResult, Trace
+from .tiers import tier
+
+_F64 = np.dtype(np.float64)
+_SHAPES: dict[tuple, dict[str, tuple[int, ...]]] = {}
+
+
+def _ready(a, shape: tuple[int, ...]) -> bool:
+    """Whether ``a`` is already a float64 C-order ndarray of this shape (finiteness is checked later).
+    False is safe (it only means "take the general path"), so the dtype test is by identity."""
+    return type(a) is np.ndarray and a.shape == shape and a.dtype is _F64 and a.flags.c_contiguous
+
+
+def _fused_full(net, xs, targets, loss, reduction, k2, clip, h0):
+    """Full BPTT through the cell's fused kernel (:meth:`SiteKernels.full_bptt`) when the call qualifies.
+
+    It qualifies when the cell's compiled tier is ready, there is no truncation (k2 None or >= T) and no step clipping, the loss is the
+    built-in mse or cross_entropy, and the network's parameters and the inputs are float64 arrays in
+    C order of the right shapes. Targets and h0 are validated as usual; NaN/inf in any input make the
+    kernel stop at once. Returns None in every other case, and the general path then validates in full
+    (raising the usual errors, in the usual order) and computes the gradient. This is the hot path of
+    small problems, where checks cost more than the arithmetic: they are kept to cheap tests here.
+
+    Returns:
+        (pass, k2, clip, gradients, norm, losses, loss) or None.
+    """
+    if type(xs) is not np.ndarray or xs.dtype is not _F64 or not isinstance(net, Network) \
+            or reduction not in V.REDUCTIONS:
+        return None
+    runner = tier(net.cell, net.activation)
+    if not runner.compiled:
+        return None
+    try:
+        loss_obj = loss if isinstance(loss, Loss) else registry.losses.get(loss)
+        clip = V.clip(clip)
+    except (TypeError, ValueError):
+        return None
+    if (loss_obj is not MSE and loss_obj is not CROSS_ENTROPY) or (clip is not None and clip[0] == "step"):
+        return None
+    cell, D, O = net.cell, net.n_in, net.n_out
+    key = (cell, D, net.n_hidden, O)
+    shapes = _SHAPES.get(key)
+    if shapes is None:
+        shapes = _SHAPES[key] = cell.param_shapes(D, net.n_hidden, O)
+    params = net.params
+    for name, shape in shapes.items():
+        if not _ready(params.get(name), shape):
+            return None
+    shape = xs.shape
+    batched = len(shape) == 3
+    if not (batched or len(shape) == 2) or shape[-1] != D or 0 in shape or not xs.flags.c_contiguous:
+        return None
+    T, B = shape[0], shape[1] if batched else 1
+    if k2 is not None and (type(k2) is not int or k2 < T):
+        return None
+    batch = V.Batch(xs if batched else xs.reshape(T, 1, D), batched)
+    if loss_obj is MSE and _ready(targets, (T, B, O) if batched else (T, O)):
+        y = targets if batched else targets.reshape(T, 1, O)
+    else:
+        try:
+            y = V.targets(loss_obj, targets, net, batch)
+        except (TypeError, ValueError):
+            return None
+    if h0 is None:
+        s0 = np.zeros((B, cell.state_size(net.n_hidden, O)))
+    else:
+        try:
+            s0 = V.initial_state(net, h0, batch)
+        except (TypeError, ValueError):
+            return None
+    scale = 1.0 / (T * B) if reduction == "mean" else 1.0
+    fp = runner.full_bptt(params, batch.xs, y, s0, scale)
+    if fp is None:
+        return None
+    if fp.first_bad >= 0:
+        warn_nonfinite_from(fp.first_bad + 1, "output")
+    p = Pass(net, batch, s0, fp.trace, fp.E, fp.dO, scale, runner)
+    return p, k2, clip, fp.grads, math.sqrt(fp.norm2), fp.losses, fp.loss
+
+
+def forward(net: Network, xs, h0=None) -> Trace:
+    """Run the network forward.
+
+    Args:
+        net: from :func:`bpttlab.make`.
+        xs: inputs (T, D) or (T, B, D).
+        h0: initial state s_0 ((S,) or (B, S)); zeros if None.
+
+    Returns:
+        a :class:`Trace` with ``h``, ``states`` and ``outputs``.
+    """
+    V.check_network(net)
+    batch = V.inputs(net, xs)
+    s0 = V.initial_state(net, h0, batch)
+    with np.errstate(all="ignore"):  # overflow is reported once, just below
+        tr = tier(net.cell, net.activation).forward(net.params, batch.xs, s0)
+    warn_nonfinite(tr["outputs"], "output")
+    return Trace(batch.xs, tr, batch.batched)
+
+
+def bptt(net: Network, xs, targets, loss="mse", reduction: str = "sum", k2: int | None = None,
+         clip=None, h0=None, checkpoint=None) -> BPTTResult:
+    r"""Gradients of the total loss by backpropagation through time.
+
+    .. math::
+
+        \frac{\partial E}{\partial \theta} = \sum_{t=1}^{T} \sum_{k=\max(1, t-k_2+1)}^{t} C[t][k]
+
+    Args:
+        net: the network.
+        xs: inputs (T, D) or (T, B, D).
+        targets: (T, O) / (T, B, O) for mse, integer classes (T,) / (T, B) for cross_entropy.
+        loss: a registered loss name or a Loss.
+        reduction: "sum" or "mean" (divide by T*B).
+        k2: truncation: each E_t back-propagates through its last k2 copies; None = full BPTT.
+        clip: None, ("norm", tau), ("value", tau) or ("step", tau).
+        h0: initial state; zeros if None.
+        checkpoint: None keeps the whole forward pass; "sqrt" or n stores only n states and recomputes
+            the rest during the backward pass (same gradients, a fraction of the memory; no trace,
+            by_copy or by_loss), see :mod:`bpttlab.checkpoint`.
+
+    Returns:
+        a :class:`BPTTResult`.
+
+    Example:
+        >>> import numpy as np, bpttlab as bl
+        >>> net = bl.make("elman", n_in=1, n_hidden=2, n_out=1, seed=0)
+        >>> res = bl.bptt(net, np.ones((3, 1)), np.zeros((3, 1)))
+        >>> np.allclose(sum(res.by_copy["W"]), res.grads["W"])
+        True
+    """
+    if checkpoint is not None:
+        return checkpointed_bptt(net, xs, targets, loss, reduction, k2, clip, h0, checkpoint)
+    fused = _fused_full(net, xs, targets, loss, reduction, k2, clip, h0)
+    if fused is not None:
+        p, k2, clip, raw, size, losses, total = fused
+        tau = 0.0
+    else:
+        p = prepare(net, xs, targets, loss, reduction, h0)
+        k2 = V.positive_int(k2, "k2", allow_none=True)
+        clip = V.clip(clip)
+        tau = clip[1] if clip and clip[0] == "step" else 0.0
+        raw = gradient(p, k2, tau)
+        size = norm(raw)
+        losses, total = p.E.sum(axis=1), float(p.E.sum())
+    warn_nonfinite_gradient(size)
+    grads, clipped = clip_after(raw, size, clip)
+    snapshot = {k: v.copy() for k, v in net.params.items()}  # the parameters the pass ran with
+    return BPTTResult(
+        loss=total, losses=losses, grads=grads, raw_grads=raw, grad_norm=size,
+        clipped=clipped or tau > 0.0, trace=Trace(p.batch.xs, p.trace, p.batch.batched), k2=k2, clip=clip,
+        _by_copy=lambda: gradient(frozen(p, snapshot), k2, tau, per_copy=True),
+        _by_loss=lambda: by_loss_tables(frozen(p, snapshot), k2, tau, tau > 0.0 and k2 is None))
+
+
+def contributions(net: Network, xs, targets, wrt: str, loss="mse", reduction: str = "sum",
+                  k2: int | None = None, h0=None) -> np.ndarray:
+    r"""The table of per-timestep contributions :math:`C[t][k]` for one parameter.
+
+    .. math::
+
+        C[t][k] = \frac{\partial E_t}{\partial h_t}\,\frac{\partial h_t}{\partial h_k}\,
+                  \frac{\partial^+ h_k}{\partial \theta}
+
+    Returns:
+        array (T, T, *shape) with ``C[t-1, k-1]``; zero for k > t and, with truncation, for k <= t - k2.
+        Row sums are ``by_loss``, column sums ``by_copy``, the diagonal is the explicit part.
+
+    Raises:
+        ValueError: ``wrt`` is not a parameter, or the table would hold more than TABLE_LIMIT numbers
+            (it is quadratic in T: use a shorter sequence, or by_copy).
+    """
+    V.check_network(net)
+    if wrt not in net.shapes:
+        raise ValueError(f"wrt must be one of the parameters {', '.join(net.shapes)}, got {wrt!r}")
+    return contribution_tables(net, xs, targets, (wrt,), loss, reduction, k2, h0)[wrt]
+
+
+def contribution_tables(net: Network, xs, targets, wrt, loss="mse", reduction: str = "sum",
+                        k2: int | None = None, h0=None) -> dict[str, np.ndarray]:
+    """:func:`contributions` for each parameter named in ``wrt``, from one forward pass and one set of
+    chain tables (what :func:`bpttlab.check` compares term by term)."""
+    V.check_network(net)
+    p = prepare(net, xs, targets, loss, reduction, h0)
+    k2 = V.positive_int(k2, "k2", allow_none=True)
+    T, B = p.batch.T, p.batch.B
+    for name in wrt:
+        check_table_size(f"the contributions table for {name}", T * T * int(np.prod(net.shapes[name])),
+                         f"T={T}, {name}{net.shapes[name]}, B={B}",
+                         "it is quadratic in T: use a shorter sequence, or bptt(...).by_copy, its column sums, "
+                         "which is linear in T")
+    return chain_tables(p, 0, T, T if k2 is None else min(k2, T), 0.0, wrt)
