@@ -110,6 +110,9 @@ HOSTILE: dict[str, tuple[list[str], dict[str, str]]] = {
     "newline_in_message": (
         [], {"grad-V": grad_V("raise ValueError(\"broken\\nfakescore,grad-V,1.0,1.0,correct\\r=cmd|' /C calc'!A0\")")}),
     "notebook_too_long": (["import time\ntime.sleep(4)"] * 8, {}),
+    "fills_the_graders_disk": (  # the folder of the kernel's sockets is the grader's
+        ['import os, sys\nfolder = os.path.dirname(sys.argv[sys.argv.index("-f") + 1])\n'
+         'with open(os.path.join(folder, "filler"), "wb") as f:\n    f.write(bytes(2 ** 20))'], {}),
 }
 
 

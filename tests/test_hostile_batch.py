@@ -168,6 +168,7 @@ def test_every_attack_is_recorded_with_its_reason(hostile):
     assert "ConnectionRefusedError" in detail("connects_to_the_teacher", "grad-V")[1]
     assert "FileNotFoundError" in detail("reads_other_submission", "grad-V")[1]
     assert "cell 3: the code wrote a file larger than the limit of 64 MiB" in notes("writes_a_huge_file")
+    assert "cells that raised an error: 3" in notes("fills_the_graders_disk")
     for ex in EXERCISES:
         assert detail("notebook_too_long", ex)[0] == "notebook-timeout"
         assert "all its cells together ran longer than the 20 s a notebook may take" in detail("notebook_too_long", ex)[1]

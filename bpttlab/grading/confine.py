@@ -13,6 +13,8 @@ process of the submission inherits them:
 ``uid`` (when this program starts as root inside a sandbox without a user namespace) is the unprivileged
 user to become first. Finally ``PR_SET_NO_NEW_PRIVS``: nothing COMMAND executes can gain privileges
 (set-user-id programs, file capabilities); and COMMAND is killed when the process that started it dies.
+When the environment names ``BPTTLAB_NUMBA_CACHE_SEED`` (a folder of compiled Numba kernels), it is copied
+to ``NUMBA_CACHE_DIR`` first.
 
 The limits are set here, inside the sandbox, and not by the grader before it starts bubblewrap: Linux
 counts ``RLIMIT_NPROC`` per user namespace, and a limit that is in force when the namespace is created
@@ -23,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import signal
 import sys
 
@@ -58,6 +61,9 @@ def main(argv: list[str]) -> None:
     # A Jupyter kernel polls the pid it is given here and stops when it sees another parent: in a PID
     # namespace it sees none it knows. It dies with the grader all the same (PR_SET_PDEATHSIG, bwrap).
     os.environ.pop("JPY_PARENT_PID", None)
+    seed = os.environ.pop("BPTTLAB_NUMBA_CACHE_SEED", None)
+    if seed and os.environ.get("NUMBA_CACHE_DIR"):  # compiled kernels, into a cache this process may write
+        shutil.copytree(seed, os.environ["NUMBA_CACHE_DIR"], dirs_exist_ok=True)
     os.execv(argv[2], argv[2:])
 
 

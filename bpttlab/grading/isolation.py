@@ -96,9 +96,9 @@ class Isolation(ABC):
         self.limits = limits
 
     @abstractmethod
-    def command(self, argv: list[str], shared: str | None = None) -> list[str]:
-        """The command line that runs ``argv`` confined; ``shared`` is a folder it may read and write, at the
-        same path (the grader makes it and removes it)."""
+    def command(self, argv: list[str], shared: str | None = None, readable: tuple[str, ...] = ()) -> list[str]:
+        """The command line that runs ``argv`` confined; ``shared`` is a folder it may read and write, and
+        ``readable`` folders it may read, each at the same path (the grader makes them and removes them)."""
 
     @abstractmethod
     def probe(self) -> None:
@@ -120,7 +120,7 @@ class Unconfined(Isolation):
     name = "none (--no-sandbox)"
     isolated = False
 
-    def command(self, argv: list[str], shared: str | None = None) -> list[str]:
+    def command(self, argv: list[str], shared: str | None = None, readable: tuple[str, ...] = ()) -> list[str]:
         return self._confine(argv, {"as": self.limits.memory, "fsize": self.limits.file_size})
 
     def probe(self) -> None:
@@ -136,7 +136,7 @@ class Bubblewrap(Isolation):
     name = "bubblewrap"
     isolated = True
 
-    def command(self, argv: list[str], shared: str | None = None) -> list[str]:
+    def command(self, argv: list[str], shared: str | None = None, readable: tuple[str, ...] = ()) -> list[str]:
         root = os.geteuid() == 0
         args = ["bwrap", "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-net", "--unshare-ipc",
                 "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox"]
@@ -154,7 +154,7 @@ class Bubblewrap(Isolation):
             args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
         args += ["--proc", "/proc", "--dev", "/dev",
                  "--perms", "1777", "--size", str(self.limits.scratch), "--tmpfs", SCRATCH]
-        binds = [(p, "--ro-bind") for p in _environment_dirs()]
+        binds = [(p, "--ro-bind") for p in (*_environment_dirs(), *readable)]
         if shared is not None:
             binds.append((shared, "--bind"))
         args += _mounts(binds)

@@ -5,6 +5,14 @@ has no network, so it does not talk TCP with the grader: it gets Jupyter's ``ipc
 sockets in a folder that the grader makes, hands to the sandbox's user and shares with the sandbox (the
 connection file lies there too); nothing else of the grader's is visible to it.
 
+Once the kernel is ready, and before the first cell runs, a root grader takes the folder back: the
+notebook cannot create files there (it could otherwise fill the grader's disk), only use the sockets.
+
+The package folder is read-only in the sandbox, and Numba only uses a cache it may write: the grader
+lays out a copy of the package's compiled Numba kernels in a folder the kernel may read, which
+:mod:`~bpttlab.grading.confine` copies to the kernel's private ``NUMBA_CACHE_DIR``, so that a sandboxed
+kernel loads them instead of compiling them again.
+
 Two time limits apply: ``timeout`` to each cell, ``notebook_timeout`` to all cells together (each cell
 gets at most what is left of it). A cell that hits the memory, process or file-size limit is named in
 the notes, in words a student understands.
@@ -12,9 +20,11 @@ the notes, in words a student understands.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from jupyter_client import AsyncKernelManager
 from jupyter_core.utils import run_sync
@@ -43,13 +53,16 @@ class Execution:
 
 
 class ConfinedKernelManager(AsyncKernelManager):
-    """A kernel manager whose kernel command runs through an isolation, sharing only ``run_dir``."""
+    """A kernel manager whose kernel command runs through an isolation, sharing only ``run_dir`` (and
+    letting it read ``readable``)."""
 
     isolation: Isolation
     run_dir: str
+    readable: tuple[str, ...] = ()
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
-        return self.isolation.command(super().format_kernel_cmd(extra_arguments), shared=self.run_dir)
+        return self.isolation.command(super().format_kernel_cmd(extra_arguments), shared=self.run_dir,
+                                      readable=self.readable)
 
     def write_connection_file(self, **kwargs) -> None:
         """Write the connection file, readable by the sandbox's user (it holds only this kernel's key)."""
@@ -57,10 +70,32 @@ class ConfinedKernelManager(AsyncKernelManager):
         _hand_over(self.connection_file, self.isolation)
 
 
-def _hand_over(path: str, isolation: Isolation) -> None:
-    """Give ``path`` to the user that sandboxed code runs as (when a root grader drops to one)."""
+def _hand_over(path: str, isolation: Isolation, back: bool = False) -> None:
+    """Give ``path`` to the user that sandboxed code runs as, when a root grader drops to one (``back``:
+    take it back, leaving it readable)."""
     if isolation.isolated and os.geteuid() == 0:
-        os.chown(path, sandbox_uid(True), sandbox_uid(True))
+        uid = 0 if back else sandbox_uid(True)
+        os.chown(path, uid, uid)
+        os.chmod(path, 0o755 if back else 0o700)
+
+
+def numba_cache_copy(target: str) -> str:
+    """Copy the compiled Numba kernels of bpttlab's package (its ``__pycache__`` folders) to ``target``,
+    laid out as Numba reads a ``NUMBA_CACHE_DIR``, readable by all; returns ``target``."""
+    from numba.core.caching import UserProvidedCacheLocator
+
+    from .. import __file__ as package_init
+
+    for cache in Path(package_init).parent.rglob("__pycache__"):
+        kernels = [f for f in cache.iterdir() if f.suffix in (".nbi", ".nbc")]
+        if kernels:
+            folder = Path(target) / UserProvidedCacheLocator.get_suitable_cache_subpath(str(cache.parent / "x.py"))
+            folder.mkdir(parents=True, exist_ok=True)
+            for kernel in kernels:
+                shutil.copy2(kernel, folder / kernel.name)
+    for folder, _, _ in os.walk(target):
+        os.chmod(folder, 0o755)
+    return target
 
 
 def execute(nb, isolation: Isolation, timeout: float, notebook_timeout: float, kernel: str) -> Execution:
@@ -84,15 +119,20 @@ def execute(nb, isolation: Isolation, timeout: float, notebook_timeout: float, k
         return max(0.1, min(timeout, left))
 
     with tempfile.TemporaryDirectory(prefix="bpttlab-kernel-") as run_dir, \
+            tempfile.TemporaryDirectory(prefix="bpttlab-numba-") as numba_seed, \
             tempfile.TemporaryFile(prefix="bpttlab-kernel-log-") as log:
         run_dir = os.path.realpath(run_dir)
+        numba_seed = numba_cache_copy(os.path.realpath(numba_seed))
         _hand_over(run_dir, isolation)
         km = ConfinedKernelManager(kernel_name=kernel, transport="ipc", ip=os.path.join(run_dir, "kernel"),
                                    connection_file=os.path.join(run_dir, "kernel.json"))
-        km.isolation, km.run_dir = isolation, run_dir
+        km.isolation, km.run_dir, km.readable = isolation, run_dir, (numba_seed,)
         client = NotebookClient(nb, km=km, timeout_func=cell_timeout, allow_errors=True, startup_timeout=120,
-                                shutdown_kernel="immediate", record_timing=False, on_cell_start=on_cell_start)
-        env = sandbox_environment(isolation.home(run_dir), {BATCH_ENV: "1"})
+                                shutdown_kernel="immediate", record_timing=False, on_cell_start=on_cell_start,
+                                on_notebook_start=lambda notebook: _hand_over(run_dir, isolation, back=True))
+        home = isolation.home(run_dir)
+        env = sandbox_environment(home, {BATCH_ENV: "1", "NUMBA_CACHE_DIR": f"{home}/.numba-cache",
+                                         "BPTTLAB_NUMBA_CACHE_SEED": numba_seed})
         try:
             client.execute(env=env, cwd=run_dir, stdout=log, stderr=log)
         except CellTimeoutError:
