@@ -31,7 +31,6 @@ import html
 import json
 import os
 import secrets
-import signal
 import sys
 import time
 from collections import deque
@@ -43,6 +42,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .api import get_exercise
+from .confine import die_with_parent
 from .diagnosis import assess, planned_calls
 from .exercise import Exercise
 from .feedback import Feedback
@@ -267,11 +267,7 @@ def record_settings(out: Path, confined: Isolation) -> None:
 
 def _worker_started(grader: int) -> None:
     """In each worker process: die with the grader (a killed grader leaves no worker behind)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    die_with_parent()
     if os.getppid() != grader:  # the grader died before the line above
         os._exit(1)
 

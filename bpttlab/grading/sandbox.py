@@ -140,17 +140,7 @@ def _define(source: str, function: str, filename: str, prelude: list[tuple[str, 
     return fn
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to kill this process when the grader dies (a killed grader leaves no runaway loop)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
 def _serve(result_fd: int) -> None:
-    _die_with_parent()
     jobs = pickle.loads(sys.stdin.buffer.read())
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
