@@ -40,9 +40,10 @@ print(json.dumps(seen))
 """
 
 
-def sandboxed(isolation, *visible: str, env=None) -> dict:
+def sandboxed(isolation, *visible: str, home: str = SCRATCH) -> dict:
     argv = isolation.command([sys.executable, "-I", "-c", PROBE, *visible])
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env or sandbox_environment(SCRATCH))
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=sandbox_environment(home),
+                          cwd=isolation.home(home))
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -76,8 +77,9 @@ def test_the_sandbox_gets_none_of_the_graders_environment_variables(bubblewrap, 
 
 def test_without_the_sandbox_the_limits_still_apply(tmp_path):
     limits = Limits(memory=1536 * 2 ** 20, file_size=8 * 2 ** 20)
-    seen = sandboxed(Unconfined(limits), env=sandbox_environment(str(tmp_path)))
+    seen = sandboxed(Unconfined(limits), home=str(tmp_path))
     assert seen["limits"][0] == limits.memory and seen["limits"][2] == limits.file_size
+    assert (tmp_path / "scratch.txt").read_text() == "ok"
 
 
 def test_a_connection_to_the_graders_machine_is_refused(bubblewrap):  # noqa: F811
