@@ -178,3 +178,16 @@ def test_student_names_are_safe_and_unique():
     assert clean_name("x" * 300 + ".ipynb") == "x" * 100
     with pytest.raises(ValueError, match="two submissions belong to student 'ann_smith'"):
         student_names([Path("a/ann_smith.ipynb"), Path("b/ann_smith.ipynb")])
+
+
+def test_a_crash_in_the_sandboxed_function_child_is_named_by_its_signal(bubblewrap):  # noqa: F811
+    from bpttlab.grading.sandbox import Job, Sandbox
+
+    calls = [{"x": 1.0}]
+    jobs = [Job("segfaults", "import ctypes\ndef f(x):\n    return ctypes.string_at(0)\n", "f", calls),
+            Job("exits", "import os\ndef f(x):\n    os._exit(3)\n", "f", calls),
+            Job("fine", "def f(x):\n    return 2 * x\n", "f", calls)]
+    runs = Sandbox(10.0, Bubblewrap(Limits())).run(jobs)
+    assert "killed by SIGSEGV" in runs["segfaults"].reason
+    assert "exited with status 3" in runs["exits"].reason
+    assert runs["fine"].outcomes[0]["value"] == 2.0

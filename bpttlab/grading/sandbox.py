@@ -193,12 +193,15 @@ class Sandbox:
 
     Args:
         timeout: seconds each exercise may take (all its calls together).
-        isolation: how the child is confined (an ``Isolation`` of :mod:`bpttlab.grading.isolation`).
+        isolation: how the child is confined (an ``Isolation`` of :mod:`bpttlab.grading.isolation`; by
+            default the bubblewrap sandbox with the default limits).
     """
 
-    def __init__(self, timeout: float, isolation):
+    def __init__(self, timeout: float, isolation=None):
+        from .isolation import Bubblewrap, Limits
+
         self.timeout = timeout
-        self.isolation = isolation
+        self.isolation = isolation if isolation is not None else Bubblewrap(Limits())
 
     def run(self, jobs: list[Job]) -> dict[str, ExerciseRun]:
         """Run every job; restart the child after a timeout or a crash and go on with the rest."""
@@ -298,6 +301,8 @@ def _crash_reason(proc) -> str:
         code = proc.wait(timeout=5)
     except subprocess.TimeoutExpired:
         return "the process running the function stopped answering"
+    if code > 128 and code - 128 in signal.valid_signals():  # a sandbox reports its child's signal N as 128 + N
+        code = 128 - code
     if code < 0:
         try:
             name = signal.Signals(-code).name
