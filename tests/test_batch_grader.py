@@ -1,8 +1,8 @@
 """``bpttlab grade`` on the sample submissions in tests/submissions (named after their expected outcome)
 and ``bpttlab release`` on a teacher notebook.
 
-The batch runs real kernels (python3, a 5 s cell limit for the infinite loop), two submissions at a time,
-once for the module. Expected scores of partly right answers come from grading the same function in this
+The batch runs real kernels (python3, a 5 s cell limit for the infinite loop) in the grader's sandbox,
+two submissions at a time, once for the module. Expected scores of partly right answers come from grading the same function in this
 process with ``bl.grade`` and the same hidden seed (tests/grading_students.py holds it).
 """
 from __future__ import annotations
@@ -24,6 +24,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 import bpttlab as bl
 import grading_students as S
 from bpttlab import cli
+from bubblewrap_fixture import bubblewrap  # noqa: F401 - the fixture: the grader's sandbox
 from bpttlab.grading.notebooks import SourceError, exercise_cells, function_source
 
 SUBMISSIONS = Path(__file__).parent / "submissions"
@@ -106,7 +107,7 @@ def teacher_notebook():
 
 
 @pytest.fixture(scope="module")
-def batch(tmp_path_factory):
+def batch(tmp_path_factory, bubblewrap):  # noqa: F811 - the fixture
     root = tmp_path_factory.mktemp("batch")
     teacher = root / "teacher" / "assignment.ipynb"
     teacher.parent.mkdir()
@@ -136,9 +137,9 @@ def table(rows) -> dict[tuple[str, str], tuple[float, str]]:
     return {(r["student"], r["exercise"]): (r["score"], r["diagnosis"]) for r in rows}
 
 
-def expected_gradebook() -> dict[tuple[str, str], tuple[float, str]]:
+def expected_gradebook(seed: int = SEED) -> dict[tuple[str, str], tuple[float, str]]:
     correct = {ex: (FULL[ex], "correct") for ex in EXERCISES}
-    clip_values = bl.grade("clip-norm", S.clip_values, hidden_seed=SEED)
+    clip_values = bl.grade("clip-norm", S.clip_values, hidden_seed=seed)
     assert clip_values.score == 0  # a catalogued mistake earns nothing, even where it coincides (issue 16)
     per_student = {
         "correct": correct,

@@ -5,49 +5,60 @@ For each student notebook:
 1. read it (a missing or malformed notebook scores 0 on every exercise, with the reason);
 2. find each exercise's cell (a deleted cell, or two cells claiming one exercise, scores 0 on that
    exercise);
-3. execute the notebook top to bottom in a fresh kernel (nbclient), each cell with the time limit; if a
-   cell times out or the kernel dies (``os._exit``, a segfault), the exercise cells from there on were
-   never reached and score 0, with the reason;
+3. execute the notebook top to bottom in a fresh kernel inside the sandbox
+   (:mod:`~bpttlab.grading.notebook_run`, :mod:`~bpttlab.grading.isolation`), with a time limit per cell
+   and one for the whole notebook; if it stops early (a time limit, a dead kernel), the exercise cells
+   from there on were never reached and score 0, with the reason;
 4. take each reached exercise cell's definitions (:func:`~bpttlab.grading.notebooks.function_source`),
-   after those of the code cells above it (their helpers), run the functions in the sandbox
+   after those of the code cells above it (their helpers), run the functions in a sandboxed child
    (:mod:`~bpttlab.grading.sandbox`) on the public instances and on hidden ones drawn from the course's
-   seed, and diagnose the answers *in the grader's process*, against references the notebook never
-   touched.
+   seed (only each call's inputs enter the sandbox), and diagnose the answers *in the grader's process*,
+   against references the notebook never touched.
 
-Each submission's result is written atomically to ``DIR/results/STUDENT.json`` as soon as it is done,
-with its feedback page ``DIR/feedback/STUDENT.html``, and the gradebook ``DIR/gradebook.csv`` /
-``DIR/gradebook.json`` (student, exercise, score, max_score, diagnosis, detail) is rewritten from all
-results. A rerun skips submissions whose result matches the notebook's content and the settings, so an
-interrupted run resumes where it stopped. ``--jobs N`` grades N submissions at a time.
+Each submission's result is signed (:mod:`~bpttlab.grading.signing`) and written atomically to
+``DIR/results/STUDENT.json`` as soon as it is done, with its feedback page ``DIR/feedback/STUDENT.html``,
+and the gradebook ``DIR/gradebook.csv`` / ``DIR/gradebook.json`` (:mod:`~bpttlab.grading.gradebook`) is
+rewritten from all results. A rerun skips submissions whose signed result matches the notebook's content
+and the settings, so an interrupted run resumes where it stopped; a result that is not the grader's own
+is discarded and its notebook regraded. ``--jobs N`` grades N submissions at a time, each in a worker
+process; a worker that dies is replaced and the submission it was grading is retried alone, then
+recorded as the cause. Workers die with the grader.
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import html
-import io
 import json
 import os
 import secrets
 import sys
-import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable
 
 from . import library_use
-from .api import BATCH_ENV, get_exercise
+from .api import get_exercise
+from .confine import die_with_parent
 from .diagnosis import assess, planned_calls
 from .exercise import Exercise
 from .feedback import Feedback
+from .files import write_atomic
+from .gradebook import student_names, write_gradebook
 from .instances import hidden_instances, public_instances
+from .isolation import Isolation, Limits, isolation
+from .notebook_run import execute
 from .notebooks import SourceError, definitions, exercise_cells, function_source
 from .sandbox import Job, Sandbox
+from .signing import authentic, grader_key, signed
 
-FIELDS = ("student", "exercise", "score", "max_score", "diagnosis", "detail")
+#: What every feedback page of a ``--no-sandbox`` run says.
+UNSANDBOXED = ("graded without a sandbox (the teacher passed --no-sandbox): the notebook ran with the "
+               "grader's rights")
 
 
 @dataclass(frozen=True)
@@ -59,30 +70,25 @@ class Settings:
         seed: the seed of the hidden instances.
         timeout: seconds per notebook cell and per exercise in the sandbox.
         kernel: the kernelspec the notebooks run in.
+        notebook_timeout: seconds all cells of a notebook may take together.
+        sandbox: whether students' code runs in the OS sandbox (False: ``--no-sandbox``).
+        limits: memory, processes, file size and scratch space per submission.
     """
 
     exercises: tuple[str, ...]
     seed: int
     timeout: float
     kernel: str
+    notebook_timeout: float = 600.0
+    sandbox: bool = True
+    limits: Limits = field(default_factory=Limits)
+
+    def isolation(self) -> Isolation:
+        """The backend that runs students' code in this run."""
+        return isolation(self.sandbox, self.limits)
 
 
 # -- files --------------------------------------------------------------------------------------------
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def fingerprint(path: Path, settings: Settings) -> str:
@@ -97,72 +103,26 @@ def fingerprint(path: Path, settings: Settings) -> str:
     return h.hexdigest()
 
 
-def student_name(path: Path) -> str:
-    """The student a submission belongs to: the notebook's file name without ``.ipynb``."""
-    return path.name[:-len(".ipynb")] if path.name.endswith(".ipynb") else path.name
-
-
 # -- one submission -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Execution:
-    """How far a notebook ran: ``stopped_at`` is the index of the cell where it stopped, or None."""
-
-    stopped_at: int | None = None
-    status: str | None = None
-    reason: str | None = None
-    failed_cells: tuple[int, ...] = ()
-
-
-def execute(nb, timeout: float, kernel: str) -> Execution:
-    """Run a notebook in a fresh kernel (in an empty working directory); never raises for the student's
-    code: a timeout or a dead kernel is returned as where and why it stopped.
-
-    The kernel gets ``BPTTLAB_BATCH_GRADING=1``, so ``%%bptt exercise`` cells run without grading
-    themselves (the grader does that, in its own process)."""
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellTimeoutError, DeadKernelError
-
-    current = {"index": None}
-
-    def on_cell_start(cell, cell_index):
-        current["index"] = cell_index
-
-    with tempfile.TemporaryDirectory(prefix="bpttlab-grade-") as workdir:
-        client = NotebookClient(nb, timeout=timeout, kernel_name=kernel, allow_errors=True, startup_timeout=120,
-                                shutdown_kernel="immediate", record_timing=False,
-                                resources={"metadata": {"path": workdir}}, on_cell_start=on_cell_start)
-        try:
-            client.execute(env={**os.environ, BATCH_ENV: "1"})
-        except CellTimeoutError:
-            i = current["index"]
-            return Execution(i, "timeout", f"the notebook stopped at cell {i + 1}, which ran longer than "
-                                           f"{timeout:g} s (an infinite loop?)", _failed(nb))
-        except DeadKernelError:
-            i = current["index"]
-            return Execution(i, "kernel-died", f"the kernel died while running cell {i + 1} (os._exit, a "
-                                               "crash such as a segfault, or memory exhausted)", _failed(nb))
-    return Execution(failed_cells=_failed(nb))
-
-
-def _failed(nb) -> tuple[int, ...]:
-    return tuple(i for i, cell in enumerate(nb.cells) if cell.get("cell_type") == "code"
-                 and any(o.get("output_type") == "error" for o in cell.get("outputs", [])))
 
 
 def _unreadable(exercises: list[Exercise], status: str, reason: str) -> list[Feedback]:
     return [Feedback(ex, reason=reason, status=status) for ex in exercises]
 
 
-def grade_submission(path: str, settings: Settings) -> dict[str, Any]:
-    """Grade one notebook; returns its result record (JSON-able)."""
+def _new_record(path: Path, student: str, settings: Settings) -> dict[str, Any]:
+    confined = settings.isolation()
+    return {"student": student, "submission": str(path), "sandbox": confined.name,
+            "notes": [] if confined.isolated else [UNSANDBOXED], "fingerprint": fingerprint(path, settings)}
+
+
+def grade_submission(path: str, settings: Settings, student: str) -> dict[str, Any]:
+    """Grade one notebook as ``student``'s; returns its result record (JSON-able)."""
     import nbformat
 
     p = Path(path)
     exercises = [get_exercise(e) for e in settings.exercises]
-    record: dict[str, Any] = {"student": student_name(p), "submission": str(p), "notes": [],
-                              "fingerprint": fingerprint(p, settings)}
+    record = _new_record(p, student, settings)
     try:
         text = p.read_text(encoding="utf-8")
         json.loads(text)
@@ -198,11 +158,13 @@ def _grade_notebook(nb, exercises: list[Exercise], settings: Settings, notes: li
             located[ex.id] = found[0]
     if not located:
         return feedback
-    run = execute(nb, settings.timeout, settings.kernel)
+    confined = settings.isolation()
+    run = execute(nb, confined, settings.timeout, settings.notebook_timeout, settings.kernel)
     if run.reason:
         notes.append(run.reason)
     if run.failed_cells:
         notes.append(f"cells that raised an error: {', '.join(str(i + 1) for i in run.failed_cells)}")
+    notes.extend(run.limits_hit)
     jobs, plans = [], {}
     for ex in exercises:
         if ex.id not in located:
@@ -223,7 +185,7 @@ def _grade_notebook(nb, exercises: list[Exercise], settings: Settings, notes: li
         prelude = [(f"<cell {i + 1}>", definitions(_cell_source(cell))) for i, cell in enumerate(nb.cells[:index])
                    if cell.get("cell_type") == "code"]
         jobs.append(Job(ex.id, source, ex.function, [inputs for _, _, inputs in calls], prelude))
-    runs = Sandbox(settings.timeout).run(jobs)
+    runs = Sandbox(settings.timeout, confined).run(jobs)
     for ex in exercises:
         if ex.id not in plans:
             continue
@@ -265,36 +227,21 @@ def feedback_page(record: dict[str, Any]) -> str:
             + f"{blocks}\n</body></html>\n")
 
 
-def gradebook_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (student, exercise), sorted by student, exercises in grading order."""
-    rows = []
-    for record in sorted(records, key=lambda r: r["student"]):
-        for ex in record["exercises"]:
-            rows.append({"student": record["student"], "exercise": ex["exercise"], "score": ex["score"],
-                         "max_score": ex["max_score"], "diagnosis": ex["diagnosis"], "detail": ex["detail"]})
-    return rows
-
-
-def write_gradebook(out: Path, records: list[dict[str, Any]]) -> None:
-    rows = gradebook_rows(records)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=FIELDS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_atomic(out / "gradebook.csv", buffer.getvalue())
-    write_atomic(out / "gradebook.json", json.dumps(rows, indent=1, ensure_ascii=False) + "\n")
-
-
-def load_results(out: Path) -> dict[str, dict[str, Any]]:
-    """Stored results by student (unreadable files are ignored: they will be regraded)."""
-    found = {}
+def load_results(out: Path, key: bytes) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Stored results by student, and the students whose stored result is not the grader's own (changed,
+    or written by someone else: not trusted, see :mod:`~bpttlab.grading.signing`). Unreadable files are
+    ignored: they will be regraded."""
+    found, rejected = {}, []
     for path in sorted((out / "results").glob("*.json")):
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
-            found[record["student"]] = record
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError):
             continue
-    return found
+        if authentic(record, key) and record.get("student") == path.stem:
+            found[record["student"]] = record
+        else:
+            rejected.append(path.stem)
+    return found, rejected
 
 
 def stored_seed(out: Path, seed: int | None) -> int:
@@ -313,11 +260,75 @@ def stored_seed(out: Path, seed: int | None) -> int:
     return chosen
 
 
+def record_settings(out: Path, confined: Isolation) -> None:
+    """Keep in OUT/grading.json how students' code ran (the sandbox, or ``--no-sandbox``) and its limits."""
+    settings_file = out / "grading.json"
+    stored = json.loads(settings_file.read_text()) if settings_file.exists() else {}
+    stored.update(sandbox=confined.name, isolated=confined.isolated, limits=asdict(confined.limits))
+    write_atomic(settings_file, json.dumps(stored) + "\n")
+
+
+def _worker_started(grader: int) -> None:
+    """In each worker process: die with the grader (a killed grader leaves no worker behind)."""
+    die_with_parent()
+    if os.getppid() != grader:  # the grader died before the line above
+        os._exit(1)
+
+
+def killed_record(path: Path, student: str, settings: Settings) -> dict[str, Any]:
+    """The result of a submission whose grading process was killed even when it was graded alone."""
+    exercises = [get_exercise(e) for e in settings.exercises]
+    reason = ("the process grading this notebook was killed, twice, the second time while grading nothing "
+              "else (the notebook killed it, or used up the machine's memory)")
+    return _finish(_new_record(path, student, settings), _unreadable(exercises, "grader-killed", reason))
+
+
+def grade_all(todo: list[Path], names: dict[Path, str], settings: Settings, jobs: int,
+              finished: Callable[[dict[str, Any]], None], failed: Callable[[Path, Exception], None]) -> None:
+    """Grade ``todo`` in ``jobs`` worker processes, calling ``finished`` with each result.
+
+    A worker that dies breaks the pool: a new pool is made, and the submissions that were being graded
+    are retried one at a time; one that breaks the pool again, graded alone, is recorded with
+    :func:`killed_record`."""
+    pending, suspects = deque(todo), deque()
+    while pending or suspects:
+        running: dict[Any, Path] = {}
+        broken: list[Path] = []
+        alone = False  # a suspect is being graded alone
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_worker_started,
+                                 initargs=(os.getpid(),)) as pool:
+            while (pending or suspects or running) and not broken:
+                if suspects and not running:
+                    path, alone = suspects.popleft(), True
+                    running[pool.submit(grade_submission, str(path), settings, names[path])] = path
+                while pending and not suspects and len(running) < jobs:
+                    path = pending.popleft()
+                    running[pool.submit(grade_submission, str(path), settings, names[path])] = path
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    path = running.pop(future)
+                    try:
+                        finished(future.result())
+                    except BrokenProcessPool:
+                        broken.append(path)
+                    except Exception as exc:
+                        failed(path, exc)
+                if not running and not broken:
+                    alone = False
+            broken += running.values()
+        for path in broken:
+            if alone:
+                finished(killed_record(path, names[path], settings))
+            else:
+                suspects.append(path)
+
+
 def run(submissions: list[str], out: Path, settings: Settings, jobs: int = 1, force: bool = False,
         log: Callable[[str], None] = print) -> int:
     """Grade every submission not graded yet (or all, with ``force``).
 
-    The gradebook covers every result in ``out``, so submissions graded in earlier runs stay in it.
+    The gradebook covers every trusted result in ``out``, so submissions graded in earlier runs stay in
+    it; a result that is not the grader's own is left out, and its submission regraded if it is given.
 
     Returns:
         the number of submissions the grader itself failed on (0 when every one has a result).
@@ -326,19 +337,20 @@ def run(submissions: list[str], out: Path, settings: Settings, jobs: int = 1, fo
         ValueError: two submissions have the same file name (the student's name).
     """
     paths = [Path(s) for s in submissions]
-    owners: dict[str, Path] = {}
-    for path in paths:
-        other = owners.setdefault(student_name(path), path)
-        if other != path:
-            raise ValueError(f"two submissions belong to student {student_name(path)!r}: {other} and {path}; "
-                             "name each student's notebook differently")
+    names = student_names(paths)
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob("**/.*.tmp"):  # left by a run killed while writing (see write_atomic)
         stale.unlink(missing_ok=True)
-    results = load_results(out)
+    key = grader_key(out)
+    record_settings(out, settings.isolation())
+    results, rejected = load_results(out, key)
+    given = set(names.values())
+    for student in rejected:
+        log(f"{student}: the stored result is not this grader's own (changed, or written by someone else); "
+            + ("it is regraded" if student in given else "it is left out of the gradebook"))
     todo = []
     for path in paths:
-        student = student_name(path)
+        student = names[path]
         old = results.get(student)
         if not force and old is not None and old.get("fingerprint") == fingerprint(path, settings):
             log(f"{student}: already graded ({old['score']:.3g} / {old['max_score']:g}), skipped")
@@ -347,7 +359,10 @@ def run(submissions: list[str], out: Path, settings: Settings, jobs: int = 1, fo
     failures = 0
 
     def finished(record: dict[str, Any]) -> None:
-        write_atomic(out / "results" / f"{record['student']}.json", json.dumps(record, indent=1) + "\n")
+        if record["student"] in rejected:
+            record["notes"].append("a stored result for this notebook had been changed outside the grader (or "
+                                   "was not written by it); it was discarded and the notebook graded again")
+        write_atomic(out / "results" / f"{record['student']}.json", json.dumps(signed(record, key), indent=1) + "\n")
         write_atomic(out / "feedback" / f"{record['student']}.html", feedback_page(record))
         results[record["student"]] = record
         write_gradebook(out, list(results.values()))
@@ -359,24 +374,7 @@ def run(submissions: list[str], out: Path, settings: Settings, jobs: int = 1, fo
         print(f"bpttlab grade: could not grade {path}: {type(exc).__name__}: {exc}", file=sys.stderr)
 
     start = time.perf_counter()
-    if jobs <= 1:
-        for path in todo:
-            try:
-                record = grade_submission(str(path), settings)
-            except Exception as exc:
-                failed(path, exc)
-            else:
-                finished(record)
-    else:
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-            futures = {pool.submit(grade_submission, str(path), settings): path for path in todo}
-            for future in as_completed(futures):
-                try:
-                    record = future.result()
-                except Exception as exc:
-                    failed(futures[future], exc)
-                else:
-                    finished(record)
+    grade_all(todo, names, settings, jobs, finished, failed)
     write_gradebook(out, list(results.values()))
     log(f"graded {len(todo) - failures} submission(s) in {time.perf_counter() - start:.1f} s; "
         f"gradebook: {out / 'gradebook.csv'}")

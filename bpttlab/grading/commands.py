@@ -1,9 +1,11 @@
 """The ``bpttlab grade`` and ``bpttlab release`` commands (the CLI dispatches to these).
 
-``bpttlab grade SUBMISSIONS... --out DIR [--jobs N] [--timeout S] [--seed N] [--exercises IDS]
-[--assignment NOTEBOOK] [--kernel NAME] [--force] [--shard I/N]`` grades student notebooks (see
-:mod:`bpttlab.grading.batch`; a shard grades a stable share of them), ``bpttlab grade --merge DIR...
---out DIR`` joins shards (:mod:`bpttlab.grading.shards`). ``bpttlab release TEACHER_NOTEBOOKS... --out DIR [--force]`` writes the
+``bpttlab grade SUBMISSIONS... --out DIR [--jobs N] [--timeout S] [--notebook-timeout S] [--memory SIZE]
+[--processes N] [--file-size SIZE] [--no-sandbox] [--seed N] [--exercises IDS] [--assignment NOTEBOOK]
+[--kernel NAME] [--force] [--shard I/N]`` grades student notebooks (see :mod:`bpttlab.grading.batch`), each
+in an OS sandbox (:mod:`bpttlab.grading.isolation`); where none can be made it stops with the fix, unless
+``--no-sandbox``; a shard grades a stable share of them. ``bpttlab grade --merge DIR... --out DIR`` joins
+shards (:mod:`bpttlab.grading.shards`). ``bpttlab release TEACHER_NOTEBOOKS... --out DIR [--force]`` writes the
 student versions: solutions between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` replaced by a stub,
 exercise cells tagged, outputs, attachments and the metadata a student does not need dropped; an exercise
 cell without solution markers stops the release (see :func:`bpttlab.grading.notebooks.release`); with
@@ -15,7 +17,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
+
+from .isolation import Limits
 
 
 class _Usage(Exception):
@@ -34,6 +39,22 @@ def _positive(kind):
     return parse
 
 
+_UNITS = {"": 1, "K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30}
+
+
+def _size(text: str) -> int:
+    """``2G``, ``512M``, ``1.5GiB``, ``1048576`` -> bytes (K, M, G are powers of 1024)."""
+    number = text.strip().upper().removesuffix("IB").removesuffix("B")
+    unit = number[-1:] if number[-1:] in _UNITS else ""
+    try:
+        value = float(number[:len(number) - len(unit)]) * _UNITS[unit]
+    except ValueError:
+        value = -1
+    if not value >= 2 ** 20:
+        raise argparse.ArgumentTypeError(f"expected a size of at least 1M such as 512M or 2G, got {text!r}")
+    return int(value)
+
+
 def add_grade_arguments(p: argparse.ArgumentParser) -> None:
     """The arguments of ``bpttlab grade``."""
     p.add_argument("submissions", nargs="*", metavar="SUBMISSION",
@@ -44,6 +65,17 @@ def add_grade_arguments(p: argparse.ArgumentParser) -> None:
                    help="submissions graded at the same time (default 1)")
     p.add_argument("--timeout", type=_positive(float), default=30.0, metavar="S",
                    help="seconds allowed per notebook cell and per exercise (default 30)")
+    p.add_argument("--notebook-timeout", type=_positive(float), default=600.0, metavar="S",
+                   help="seconds allowed for all cells of a notebook together (default 600)")
+    p.add_argument("--memory", type=_size, default=Limits.memory, metavar="SIZE",
+                   help="memory each process of a submission may use (default 2G)")
+    p.add_argument("--processes", type=_positive(int), default=Limits.processes, metavar="N",
+                   help=f"processes and threads a submission may run at once (default {Limits.processes})")
+    p.add_argument("--file-size", type=_size, default=Limits.file_size, metavar="SIZE",
+                   help="largest file a submission may write (default 64M)")
+    p.add_argument("--no-sandbox", action="store_true",
+                   help="run students' code without the OS sandbox, with your rights (recorded in grading.json "
+                        "and on every feedback page); only for code you trust")
     p.add_argument("--seed", type=int, default=None, metavar="N",
                    help="seed of the hidden instances (default: a random one, kept in DIR/grading.json)")
     p.add_argument("--exercises", default=None, metavar="IDS",
@@ -120,6 +152,9 @@ def run_grade(args) -> int:
     """``bpttlab grade``: returns the exit status."""
     from . import batch, shards
 
+    from .isolation import SandboxUnavailable
+
+    limits = replace(Limits(), memory=args.memory, processes=args.processes, file_size=args.file_size)
     try:
         if args.merge:
             shards.merge([Path(d) for d in args.merge], Path(args.out))
@@ -129,16 +164,24 @@ def run_grade(args) -> int:
         shard = shards.parse_shard(args.shard) if args.shard else None
         if shard and args.seed is None:
             raise _Usage("--shard needs --seed N: every shard must grade on the same hidden instances")
-        settings = batch.Settings(exercises=_exercise_ids(args), seed=batch.stored_seed(Path(args.out), args.seed),
-                                  timeout=float(args.timeout), kernel=_kernel(args.kernel))
+        exercise_ids, kernel = _exercise_ids(args), _kernel(args.kernel)
+        probe = batch.Settings(exercises=exercise_ids, seed=0, timeout=args.timeout, kernel=kernel,
+                               sandbox=not args.no_sandbox, limits=limits)
+        probe.isolation().probe()
+        settings = replace(probe, seed=batch.stored_seed(Path(args.out), args.seed),
+                           notebook_timeout=float(args.notebook_timeout))
         print(f"grading {len(args.submissions)} submission(s) on {', '.join(settings.exercises)} "
-              f"(kernel {settings.kernel}, {args.jobs} at a time, {settings.timeout:g} s per cell)")
+              f"(kernel {settings.kernel}, {args.jobs} at a time, {settings.timeout:g} s per cell, "
+              f"{settings.notebook_timeout:g} s per notebook, sandbox: {settings.isolation().name})")
         submissions = args.submissions
         if shard:
             shards.record_shard(Path(args.out), shard, settings)
             submissions = shards.select(submissions, shard)
             print(f"shard {shard[0]}/{shard[1]}: {len(submissions)} of {len(args.submissions)} submission(s)")
         failures = batch.run(submissions, Path(args.out), settings, jobs=args.jobs, force=args.force)
+    except SandboxUnavailable as exc:
+        print(f"bpttlab grade: error: {exc}", file=sys.stderr)
+        return 2
     except (_Usage, ValueError) as exc:
         print(f"bpttlab grade: error: {exc}", file=sys.stderr)
         return 2

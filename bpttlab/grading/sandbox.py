@@ -2,11 +2,13 @@
 
 Both ends of the sandbox live here. The grader (parent) extracts each exercise's function source from a
 notebook, and :class:`Sandbox` sends it, with the inputs of every call to make, to a fresh
-``python -I sandbox.py FD`` child. The child defines the functions, calls them, and writes one JSON line
-per exercise to file descriptor FD: plain numbers and error messages only. References, hidden answers and
-scores never enter the child, and nothing from the child is unpickled, so code in a notebook cannot change
-what it is compared with or what it is given. An exercise that runs past its time limit or kills the child
-(``os._exit``, a segfault) is recorded as such and the child is restarted for the rest.
+``python -s -P sandbox.py FD`` child, started through the run's
+:class:`~bpttlab.grading.isolation.Isolation` (an OS sandbox with limits, a clean environment). The child defines the functions, calls
+them, and writes one JSON line per exercise to file descriptor FD: plain numbers and error messages only.
+References, hidden answers, the seed and scores never enter the child, and nothing from the child is
+unpickled, so code in a notebook cannot change what it is compared with or what it is given. An exercise
+that runs past its time limit or kills the child (``os._exit``, a segfault) is recorded as such and the
+child is restarted for the rest; an error that shows a limit was hit is explained in words.
 
 This file imports only the standard library and NumPy, so the child starts fast and never imports
 bpttlab; :func:`call` and :func:`numeric` are also what in-notebook grading uses.
@@ -18,10 +20,12 @@ import json
 import os
 import pickle
 import select
+import shutil
 import signal
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -136,15 +140,6 @@ def _define(source: str, function: str, filename: str, prelude: list[tuple[str, 
     return fn
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to kill this process when the grader dies (a killed grader leaves no runaway loop)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
 # -- hook (helper "rules"): graded functions may not use bpttlab; see stand_in.py ---------------------
 
 
@@ -164,7 +159,6 @@ def _library_watch():
 
 
 def _serve(result_fd: int) -> None:
-    _die_with_parent()
     watched = _library_watch()
     jobs = pickle.loads(sys.stdin.buffer.read())
     devnull = os.open(os.devnull, os.O_RDONLY)
@@ -214,14 +208,19 @@ class Job:
 
 
 class Sandbox:
-    """Runs students' functions in a child process, with a time limit per exercise.
+    """Runs students' functions in a confined child process, with a time limit per exercise.
 
     Args:
         timeout: seconds each exercise may take (all its calls together).
+        isolation: how the child is confined (an ``Isolation`` of :mod:`bpttlab.grading.isolation`; by
+            default the bubblewrap sandbox with the default limits).
     """
 
-    def __init__(self, timeout: float):
+    def __init__(self, timeout: float, isolation=None):
+        from .isolation import Bubblewrap, Limits
+
         self.timeout = timeout
+        self.isolation = isolation if isolation is not None else Bubblewrap(Limits())
 
     def run(self, jobs: list[Job]) -> dict[str, ExerciseRun]:
         """Run every job; restart the child after a timeout or a crash and go on with the rest."""
@@ -234,12 +233,15 @@ class Sandbox:
 
     def _run_child(self, jobs: list[Job], results: dict[str, ExerciseRun]) -> int:
         """Run jobs in one child until they are done or it fails; return how many were settled."""
+        from .isolation import sandbox_environment
+
         read_fd, write_fd = os.pipe()
-        env = {"PATH": os.environ.get("PATH", ""), "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
-               "MKL_NUM_THREADS": "1", "HOME": os.environ.get("HOME", "/tmp")}
-        proc = subprocess.Popen([sys.executable, "-I", __file__, str(write_fd)], stdin=subprocess.PIPE,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=(write_fd,),
-                                env=env, start_new_session=True, preexec_fn=_no_core_dumps)
+        workdir = tempfile.mkdtemp(prefix="bpttlab-function-")
+        home = self.isolation.home(workdir)
+        proc = subprocess.Popen(self.isolation.command([sys.executable, "-s", "-P", __file__, str(write_fd)]),
+                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                pass_fds=(write_fd,), env=sandbox_environment(home), cwd=workdir,
+                                start_new_session=True)
         os.close(write_fd)
         try:
             payload = pickle.dumps([job.__dict__ for job in jobs])
@@ -252,6 +254,7 @@ class Sandbox:
         finally:
             _kill(proc)
             os.close(read_fd)
+            shutil.rmtree(workdir, ignore_errors=True)
 
     def _collect(self, proc, read_fd: int, jobs: list[Job], results: dict[str, ExerciseRun]) -> int:
         buffer = b""
@@ -275,7 +278,7 @@ class Sandbox:
                     results[job.exercise] = ExerciseRun(failure="error", reason="the function's output was too large")
                     return i + 1
             line, buffer = buffer.split(b"\n", 1)
-            results[job.exercise] = _parse(line, job)
+            results[job.exercise] = _explained(_parse(line, job), self.isolation.limits)
         return len(jobs)
 
 
@@ -296,11 +299,29 @@ def _parse(line: bytes, job: Job) -> ExerciseRun:
                                                    "(did the code write to the grader's pipe?)")
 
 
+def _explained(run: ExerciseRun, limits) -> ExerciseRun:
+    """The run with every error message that shows a limit was hit followed by that limit in words."""
+    from .isolation import limit_hit
+
+    def explain(message: str) -> str:
+        words = limit_hit(message, limits)
+        return f"{message} ({words})" if words else message
+
+    if run.reason is not None:
+        run.reason = explain(run.reason)
+    for outcome in run.outcomes or ():
+        if "error" in outcome:
+            outcome["error"] = explain(outcome["error"])
+    return run
+
+
 def _crash_reason(proc) -> str:
     try:
         code = proc.wait(timeout=5)
     except subprocess.TimeoutExpired:
         return "the process running the function stopped answering"
+    if code > 128 and code - 128 in signal.valid_signals():  # a sandbox reports its child's signal N as 128 + N
+        code = 128 - code
     if code < 0:
         try:
             name = signal.Signals(-code).name
@@ -308,12 +329,6 @@ def _crash_reason(proc) -> str:
             name = f"signal {-code}"
         return f"the process running the function was killed by {name} (a crash, e.g. a segmentation fault)"
     return f"the process running the function exited with status {code} (os._exit or a fatal error)"
-
-
-def _no_core_dumps() -> None:
-    import resource
-
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
 def _kill(proc) -> None:

@@ -9,9 +9,10 @@ is required with ``--shard``) and the same settings; each shard folder records t
 
 ``--merge`` joins the shard folders into one: it refuses folders that are not shards, shards of
 different runs (another seed, other exercises, time limit, kernel or bpttlab version, another N), a
-shard given twice or missing, and results filed in the wrong shard; then it copies each student's result
-and feedback page and writes the gradebook of them all, the same gradebook one run over every
-submission writes.
+shard given twice or missing, results filed in the wrong shard, and results that are not their shard's
+grader's own (their signature, :mod:`~bpttlab.grading.signing`, does not check with the shard's key);
+then it signs each student's result with the merged folder's own key, copies the feedback pages and
+writes the gradebook of them all, the same gradebook one run over every submission writes.
 """
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from . import batch
+from .files import write_atomic
+from .gradebook import student_names, write_gradebook
+from .signing import grader_key, signed
 
 #: The file in a shard's output folder that says which shard of which run it is.
 SHARD_FILE = "shard.json"
@@ -51,7 +55,8 @@ def shard_of(student: str, count: int) -> int:
 def select(submissions: list[str], shard: tuple[int, int]) -> list[str]:
     """The submissions of one shard, in the given order."""
     index, count = shard
-    return [s for s in submissions if shard_of(batch.student_name(Path(s)), count) == index]
+    names = student_names(Path(s) for s in submissions)
+    return [s for s in submissions if shard_of(names[Path(s)], count) == index]
 
 
 def describe(settings: batch.Settings) -> dict:
@@ -72,7 +77,7 @@ def record_shard(out: Path, shard: tuple[int, int], settings: batch.Settings) ->
         if old["run"] != entry["run"]:
             raise ValueError(f"{out} holds this shard graded with other settings "
                              f"({_difference(old['run'], entry['run'])}); use another --out")
-    batch.write_atomic(path, json.dumps(entry, indent=1) + "\n")
+    write_atomic(path, json.dumps(entry, indent=1) + "\n")
 
 
 def _read_shard(folder: Path) -> dict:
@@ -122,18 +127,24 @@ def merge(folders: list[Path], out: Path, log=print) -> int:
         raise ValueError(f"--out {out} is one of the shards; choose another folder")
     records = {}
     for folder, entry in entries:
-        for student, record in batch.load_results(folder).items():
+        results, rejected = batch.load_results(folder, grader_key(folder))
+        if rejected:
+            raise ValueError(f"{folder} holds results that are not its grader's own (changed, or written by "
+                             f"someone else): {', '.join(rejected)}; grade that shard again")
+        for student, record in results.items():
             if shard_of(student, count) != entry["shard"][0]:
                 raise ValueError(f"{folder} holds a result of {student!r}, who belongs to shard "
                                  f"{shard_of(student, count)}/{count}, not {entry['shard'][0]}/{count}")
             records[student] = (folder, record)
+    key = grader_key(out)
     for student, (folder, record) in records.items():
-        for sub, suffix in (("results", ".json"), ("feedback", ".html")):
-            source = folder / sub / f"{student}{suffix}"
-            if source.exists():
-                (out / sub).mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(source, out / sub / f"{student}{suffix}")
-    batch.write_atomic(out / "grading.json", json.dumps({"seed": first["run"]["seed"]}) + "\n")
-    batch.write_gradebook(out, [record for _, record in records.values()])
+        write_atomic(out / "results" / f"{student}.json", json.dumps(signed(record, key), indent=1) + "\n")
+        page = folder / "feedback" / f"{student}.html"
+        if page.exists():
+            (out / "feedback").mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(page, out / "feedback" / f"{student}.html")
+    run = json.loads((first_folder / "grading.json").read_text(encoding="utf-8"))
+    write_atomic(out / "grading.json", json.dumps({**run, "seed": first["run"]["seed"]}) + "\n")
+    write_gradebook(out, [record for _, record in records.values()])
     log(f"merged {count} shard(s), {len(records)} student(s); gradebook: {out / 'gradebook.csv'}")
     return len(records)

@@ -1,0 +1,168 @@
+"""Running a student's notebook top to bottom in a fresh, confined kernel (step 3 of the batch grader).
+
+The kernel is started through the run's :class:`~bpttlab.grading.isolation.Isolation`. A sandboxed kernel
+has no network, so it does not talk TCP with the grader: it gets Jupyter's ``ipc`` transport, Unix
+sockets in a folder that the grader makes, hands to the sandbox's user and shares with the sandbox (the
+connection file lies there too); nothing else of the grader's is visible to it.
+
+Once the kernel is ready, and before the first cell runs, a root grader takes the folder back: the
+notebook cannot create files there (it could otherwise fill the grader's disk), only use the sockets.
+
+The package folder is read-only in the sandbox, and Numba only uses a cache it may write: the grader
+lays out a copy of the package's compiled Numba kernels in a folder the kernel may read, which
+:mod:`~bpttlab.grading.confine` copies to the kernel's private ``NUMBA_CACHE_DIR``, so that a sandboxed
+kernel loads them instead of compiling them again.
+
+Two time limits apply: ``timeout`` to each cell, ``notebook_timeout`` to all cells together (each cell
+gets at most what is left of it). A cell that hits the memory, process or file-size limit is named in
+the notes, in words a student understands.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from jupyter_client import AsyncKernelManager
+from jupyter_core.utils import run_sync
+
+from .api import BATCH_ENV
+from .isolation import Isolation, limit_hit, sandbox_environment, sandbox_uid
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How far a notebook ran: ``stopped_at`` is the index of the cell where it stopped, or None.
+
+    Attributes:
+        stopped_at: index of the cell that did not finish, or None when every cell ran.
+        status: why it stopped: "timeout", "notebook-timeout" or "kernel-died".
+        reason: the same in a sentence.
+        failed_cells: indices of the cells that raised an error.
+        limits_hit: a sentence for each cell whose error shows that a limit was hit.
+    """
+
+    stopped_at: int | None = None
+    status: str | None = None
+    reason: str | None = None
+    failed_cells: tuple[int, ...] = ()
+    limits_hit: tuple[str, ...] = ()
+
+
+class ConfinedKernelManager(AsyncKernelManager):
+    """A kernel manager whose kernel command runs through an isolation, sharing only ``run_dir`` (and
+    letting it read ``readable``)."""
+
+    isolation: Isolation
+    run_dir: str
+    readable: tuple[str, ...] = ()
+
+    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+        return self.isolation.command(super().format_kernel_cmd(extra_arguments), shared=self.run_dir,
+                                      readable=self.readable)
+
+    def write_connection_file(self, **kwargs) -> None:
+        """Write the connection file, readable by the sandbox's user (it holds only this kernel's key)."""
+        super().write_connection_file(**kwargs)
+        _hand_over(self.connection_file, self.isolation)
+
+
+def _hand_over(path: str, isolation: Isolation, back: bool = False) -> None:
+    """Give ``path`` to the user that sandboxed code runs as, when a root grader drops to one (``back``:
+    take it back, leaving it readable)."""
+    if isolation.isolated and os.geteuid() == 0:
+        uid = 0 if back else sandbox_uid(True)
+        os.chown(path, uid, uid)
+        os.chmod(path, 0o755 if back else 0o700)
+
+
+def numba_cache_copy(target: str) -> str:
+    """Copy the compiled Numba kernels of bpttlab's package (its ``__pycache__`` folders) to ``target``,
+    laid out as Numba reads a ``NUMBA_CACHE_DIR``, readable by all; returns ``target``."""
+    from numba.core.caching import UserProvidedCacheLocator
+
+    from .. import __file__ as package_init
+
+    for cache in Path(package_init).parent.rglob("__pycache__"):
+        kernels = [f for f in cache.iterdir() if f.suffix in (".nbi", ".nbc")]
+        if kernels:
+            folder = Path(target) / UserProvidedCacheLocator.get_suitable_cache_subpath(str(cache.parent / "x.py"))
+            folder.mkdir(parents=True, exist_ok=True)
+            for kernel in kernels:
+                shutil.copy2(kernel, folder / kernel.name)
+    for folder, _, _ in os.walk(target):
+        os.chmod(folder, 0o755)
+    return target
+
+
+def execute(nb, isolation: Isolation, timeout: float, notebook_timeout: float, kernel: str) -> Execution:
+    """Run a notebook in a fresh confined kernel; never raises for the student's code: a timeout or a dead
+    kernel is returned as where and why it stopped.
+
+    The kernel gets ``BPTTLAB_BATCH_GRADING=1``, so ``%%bptt exercise`` cells run without grading
+    themselves (the grader does that, in its own process)."""
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+    current = {"index": None, "notebook_limit": False}
+    deadline = time.monotonic() + notebook_timeout
+
+    def on_cell_start(cell, cell_index):
+        current["index"] = cell_index
+
+    def cell_timeout(cell) -> float:
+        left = deadline - time.monotonic()
+        current["notebook_limit"] = left < timeout
+        return max(0.1, min(timeout, left))
+
+    with tempfile.TemporaryDirectory(prefix="bpttlab-kernel-") as run_dir, \
+            tempfile.TemporaryDirectory(prefix="bpttlab-numba-") as numba_seed, \
+            tempfile.TemporaryFile(prefix="bpttlab-kernel-log-") as log:
+        run_dir = os.path.realpath(run_dir)
+        numba_seed = numba_cache_copy(os.path.realpath(numba_seed))
+        _hand_over(run_dir, isolation)
+        km = ConfinedKernelManager(kernel_name=kernel, transport="ipc", ip=os.path.join(run_dir, "kernel"),
+                                   connection_file=os.path.join(run_dir, "kernel.json"))
+        km.isolation, km.run_dir, km.readable = isolation, run_dir, (numba_seed,)
+        client = NotebookClient(nb, km=km, timeout_func=cell_timeout, allow_errors=True, startup_timeout=120,
+                                shutdown_kernel="immediate", record_timing=False, on_cell_start=on_cell_start,
+                                on_notebook_start=lambda notebook: _hand_over(run_dir, isolation, back=True))
+        home = isolation.home(run_dir)
+        env = sandbox_environment(home, {BATCH_ENV: "1", "NUMBA_CACHE_DIR": f"{home}/.numba-cache",
+                                         "BPTTLAB_NUMBA_CACHE_SEED": numba_seed})
+        try:
+            client.execute(env=env, cwd=run_dir, stdout=log, stderr=log)
+        except CellTimeoutError:
+            i = current["index"]
+            if current["notebook_limit"]:
+                return _stopped(nb, i, "notebook-timeout", f"the notebook stopped at cell {i + 1}: all its cells "
+                                f"together ran longer than the {notebook_timeout:g} s a notebook may take",
+                                isolation)
+            return _stopped(nb, i, "timeout", f"the notebook stopped at cell {i + 1}, which ran longer than "
+                                              f"{timeout:g} s (an infinite loop?)", isolation)
+        except DeadKernelError:
+            i = current["index"]
+            return _stopped(nb, i, "kernel-died", f"the kernel died while running cell {i + 1} (os._exit, a "
+                                                  "crash such as a segfault, or memory exhausted)", isolation)
+        finally:
+            if km.has_kernel:  # nbclient leaves a kernel manager it was given to its owner
+                run_sync(km.shutdown_kernel)(now=True)
+    return _stopped(nb, None, None, None, isolation)
+
+
+def _stopped(nb, index, status, reason, isolation: Isolation) -> Execution:
+    failed, hits = [], []
+    for i, cell in enumerate(nb.cells):
+        errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        if cell.get("cell_type") != "code" or not errors:
+            continue
+        failed.append(i)
+        for error in errors:
+            words = limit_hit(f"{error.get('ename', '')}: {error.get('evalue', '')}", isolation.limits)
+            if words:
+                hits.append(f"cell {i + 1}: {words}")
+                break
+    return Execution(index, status, reason, tuple(failed), tuple(hits))
