@@ -7,9 +7,10 @@ Run: ``python benchmarks/bench_throughput.py [--chapter workbooks/03-full-bptt.i
    times (student_001, ...) and graded by one ``bpttlab grade --jobs N`` run on the chapter's exercises
    with a fixed seed (and whatever follows ``--``, e.g. the sandbox's options), timed from start to
    end. Prints submissions per minute.
-2. **Breakdown**, on ``--sample`` submissions graded one at a time in this process: *kernel start*
-   (a kernel of the same kernelspec started until it answers), *execution* (the notebook run top to
-   bottom by nbclient, as the grader runs it, less the kernel start), and *grading* (the rest of
+2. **Breakdown**, on ``--sample`` submissions graded one at a time in this process, confined as the
+   grader confines them (unless ``--no-sandbox`` follows ``--``): *kernel start* (a one-cell notebook run
+   in a fresh kernel), *execution* (the notebook run top to bottom, less the kernel start), and *grading*
+   (the rest of
    :func:`bpttlab.grading.batch.grade_submission`: reading, the sandbox, the references, the diagnosis).
    The shares are per submission; with ``--jobs N`` they overlap N at a time.
 
@@ -71,45 +72,28 @@ def throughput(chapter: Path, count: int, jobs: int, kernel: str, exercises: lis
     return seconds
 
 
-def kernel_start(kernel: str) -> float:
-    """Seconds from starting a kernel to its first answer."""
-    from jupyter_client.manager import start_new_kernel
-
-    start = time.perf_counter()
-    km, kc = start_new_kernel(kernel_name=kernel, startup_timeout=300)
-    seconds = time.perf_counter() - start
-    kc.stop_channels()
-    km.shutdown_kernel(now=True)
-    return seconds
-
-
-def execution(chapter: Path, kernel: str) -> float:
-    """Seconds nbclient takes to start a kernel and run the chapter in it, as the grader does."""
+def breakdown(chapter: Path, kernel: str, exercises: list[str], sample: int, sandbox: bool) -> dict[str, float]:
+    """Median seconds per submission, confined as the grader confines it: kernel start (an empty notebook
+    run), execution (the chapter run, less the kernel start), grading (the rest of grade_submission)."""
     import nbformat
-    from nbclient import NotebookClient
 
-    from bpttlab.grading.api import BATCH_ENV
-
-    nb = nbformat.read(chapter, as_version=4)
-    with tempfile.TemporaryDirectory() as workdir:
-        client = NotebookClient(nb, timeout=600, kernel_name=kernel, allow_errors=True, startup_timeout=300,
-                                resources={"metadata": {"path": workdir}})
-        start = time.perf_counter()
-        client.execute(env={**os.environ, BATCH_ENV: "1"})
-        return time.perf_counter() - start
-
-
-def breakdown(chapter: Path, kernel: str, exercises: list[str], sample: int) -> dict[str, float]:
-    """Median seconds per submission: kernel start, execution, grading."""
     from bpttlab.grading import batch
+    from bpttlab.grading.notebook_run import execute
 
-    settings = batch.Settings(exercises=tuple(exercises), seed=SEED, timeout=600.0, kernel=kernel)
+    settings = batch.Settings(exercises=tuple(exercises), seed=SEED, timeout=600.0, kernel=kernel, sandbox=sandbox)
+    empty = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")])
+
+    def timed(nb) -> float:
+        begin = time.perf_counter()
+        execute(nb, settings.isolation(), settings.timeout, settings.notebook_timeout, kernel)
+        return time.perf_counter() - begin
+
     starts, runs, totals = [], [], []
     for _ in range(sample):
-        starts.append(kernel_start(kernel))
-        runs.append(execution(chapter, kernel))
+        starts.append(timed(empty))
+        runs.append(timed(nbformat.read(chapter, as_version=4)))
         begin = time.perf_counter()
-        batch.grade_submission(str(chapter), settings)
+        batch.grade_submission(str(chapter), settings, "sample")
         totals.append(time.perf_counter() - begin)
     start, run, total = (statistics.median(v) for v in (starts, runs, totals))
     return {"kernel start": start, "execution": max(run - start, 0.0), "grading": max(total - run, 0.0),
@@ -131,7 +115,7 @@ def main() -> None:
     exercises = exercise_ids(args.chapter)
     with tempfile.TemporaryDirectory(prefix="bpttlab-throughput-") as tmp:
         seconds = throughput(args.chapter, args.submissions, args.jobs, kernel, exercises, extra, Path(tmp))
-    parts = breakdown(args.chapter, kernel, exercises, args.sample)
+    parts = breakdown(args.chapter, kernel, exercises, args.sample, sandbox="--no-sandbox" not in extra)
     rate = 60.0 * args.submissions / seconds
     load = os.getloadavg()
     print(f"{args.chapter.name}: {args.submissions} submissions, --jobs {args.jobs}, kernel {kernel}, exercises "
