@@ -234,7 +234,7 @@ def test_the_batch_grader_gives_a_cheating_cell_zero_and_keeps_an_honest_one(tmp
     path = tmp_path / "student.ipynb"
     nbformat.write(new_notebook(cells=[new_code_cell(c) for c in cells]), path)
     settings = batch.Settings(exercises=("grad-W", "grad-V"), seed=SEED, timeout=120.0, kernel="python3")
-    record = batch.grade_submission(str(path), settings)
+    record = batch.grade_submission(str(path), settings, "student")
     results = {r["exercise"]: r for r in record["exercises"]}
     assert not record["notes"], record["notes"]  # every cell ran, the check cell included
     assert results["grad-W"]["diagnosis"] == "library_use" and results["grad-W"]["score"] == 0

@@ -126,6 +126,7 @@ def _quick_shards(root: Path, capsys, count: int, seed: int = SEED, exercises: s
     ("other count", "another number of shards"),
     ("not a shard", "is not a shard's folder"),
     ("wrong shard", "who belongs to shard"),
+    ("foreign result", "not its grader's own"),
 ])
 def test_merge_refuses_shards_that_do_not_make_one_run(tmp_path, capsys, case, message):
     one, two = _quick_shards(tmp_path, capsys, 2)
@@ -136,17 +137,24 @@ def test_merge_refuses_shards_that_do_not_make_one_run(tmp_path, capsys, case, m
         "missing": lambda: [one],
         "other count": lambda: [one, two, *_quick_shards(tmp_path, capsys, 3, only=(3,))],
         "not a shard": lambda: [one, two, tmp_path],
-        "wrong shard": lambda: [one, _misfiled(one, two)],
+        "wrong shard": lambda: [one, _misfiled(one, two, sign=True)],
+        "foreign result": lambda: [one, _misfiled(one, two, sign=False)],
     }[case]()
     status, text = grade(capsys, "--merge", *map(str, folders), "--out", str(tmp_path / "merged"))
     assert status == 2 and message in text, text
     assert not (tmp_path / "merged" / "gradebook.csv").exists()
 
 
-def _misfiled(source: Path, dest: Path) -> Path:
-    """Shard ``dest`` with a result copied in from another shard."""
+def _misfiled(source: Path, dest: Path, sign: bool) -> Path:
+    """Shard ``dest`` with a result copied in from another shard: as it was (signed with the other shard's
+    key, so not ``dest``'s own), or signed with ``dest``'s key as if its grader had graded that student."""
+    from bpttlab.grading.signing import grader_key, signed
+
     result = next((source / "results").glob("*.json"))
-    shutil.copy(result, dest / "results" / result.name)
+    record = json.loads(result.read_text())
+    if sign:
+        record = signed(record, grader_key(dest))
+    (dest / "results" / result.name).write_text(json.dumps(record))
     return dest
 
 

@@ -136,6 +136,7 @@ def merge(folders: list[Path], out: Path, log=print) -> int:
                 raise ValueError(f"{folder} holds a result of {student!r}, who belongs to shard "
                                  f"{shard_of(student, count)}/{count}, not {entry['shard'][0]}/{count}")
             records[student] = (folder, record)
+    out.mkdir(parents=True, exist_ok=True)
     key = grader_key(out)
     for student, (folder, record) in records.items():
         write_atomic(out / "results" / f"{student}.json", json.dumps(signed(record, key), indent=1) + "\n")
