@@ -206,6 +206,9 @@ class ElmanCell(Cell):
         da = ds * act.df(a, h)
         return da @ params["W"], dense_grads(da, W=h_prev, U=x, b=None)
 
+    def trace_arrays(self, cache):
+        return {"a": cache[2]}
+
     def symbolic_step(self, P, s_prev, x, f):
         a = P["W"] * s_prev + P["U"] * x + P["b"]
         h = a.applyfunc(f)
