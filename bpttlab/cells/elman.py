@@ -4,7 +4,7 @@ r"""The Elman (vanilla) cell.
 
     a_t = W h_{t-1} + U x_t + b, \qquad h_t = f(a_t), \qquad o_t = V h_t + c.
 
-Backward (window form, see :meth:`bpttlab.cells.base.Cell.window`), from the last copy down:
+Backward (window form, see :meth:`bpttlab.cells.sites.SiteKernels.window`), from the last copy down:
 
 .. math::
 
