@@ -89,7 +89,8 @@ def everything(net, xs, y, loss):
                         "step": dict(k2=4, clip=("step", 0.4)), "fullstep": dict(clip=("step", 0.4))}.items():
         res = bl.bptt(net, xs, y, loss=loss, **kwargs)
         out |= {f"{tag}.loss": np.array(res.loss), f"{tag}.h": res.trace.h, f"{tag}.states": res.trace.states}
-        out |= {f"{tag}.trace.{k}": v for k, v in res.trace.arrays.items() if k in ("a", "gates", "n_h")}
+        out |= {f"{tag}.trace.{k}": v for k, v in res.trace.arrays.items()}
+        out[f"{tag}.trace.keys"] = np.array([ord(c) for c in ",".join(res.trace.arrays)], dtype=float)
         out |= {f"{tag}.grads.{k}": v for k, v in res.grads.items()}
         out |= {f"{tag}.by_copy.{k}": v for k, v in res.by_copy.items()}
         if tag != "fullstep":

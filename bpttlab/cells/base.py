@@ -110,6 +110,11 @@ class Cell(ABC):
         of GRU and LSTM. None by default."""
         return {}
 
+    def state_parts(self, states: np.ndarray) -> dict[str, np.ndarray]:
+        """Named parts of the states (T+1, B, S) that the trace exposes after ``h`` (the LSTM's cell
+        state ``c``). None by default."""
+        return {}
+
     def hidden(self, params: Mapping[str, np.ndarray], s: np.ndarray, cache: Any) -> np.ndarray:
         """The hidden activity h_t (B, H) shown to students (cache is None for the initial state)."""
         return s[:, :params["V"].shape[1]]

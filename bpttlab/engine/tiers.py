@@ -55,7 +55,8 @@ class PerCopy:
         self.cell, self.act = cell, act
 
     def forward(self, params, xs: np.ndarray, s0: np.ndarray) -> dict:
-        """The trace: ``states`` (T+1, B, S), ``h`` (T+1, B, H), ``outputs`` (T, B, O), ``caches``."""
+        """The trace: ``states`` (T+1, B, S), ``h`` (T+1, B, H), the cell's named parts and step arrays,
+        ``outputs`` (T, B, O), and ``caches`` (the steps' caches, which :class:`Trace` does not show)."""
         cell, act = self.cell, self.act
         T = xs.shape[0]
         s = np.asarray(s0, dtype=np.float64)
@@ -68,9 +69,11 @@ class PerCopy:
             outputs.append(cell.readout(params, s))
             for name, value in cell.trace_arrays(cache).items():
                 named.setdefault(name, []).append(value)
-        trace = {name: np.stack(values) for name, values in named.items()}
-        return trace | {"states": np.stack(states), "h": np.stack(hs), "outputs": np.stack(outputs),
-                        "caches": caches}
+        stacked = np.stack(states)
+        # the same arrays, in the same order, as the compiled kernels' traces (Trace.arrays shows them)
+        return ({"states": stacked, "h": np.stack(hs)} | cell.state_parts(stacked)
+                | {name: np.stack(values) for name, values in named.items()}
+                | {"outputs": np.stack(outputs), "caches": caches})
 
     def walk(self, params, trace, dO, loss_lo: int, t_hi: int, k_lo: int, carry: np.ndarray, tau: float,
              visit) -> np.ndarray:
