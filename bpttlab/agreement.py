@@ -13,7 +13,7 @@ compared with what the Numba engine computes:
     \underbrace{\textstyle\sum_{k} C[t][k]}_{\text{total}} \;\text{vs}\; \texttt{bptt(...).by_loss}[t-1],
     \qquad \textstyle\sum_t \sum_k C[t][k] \;\text{vs}\; \texttt{bptt(...).grads},
 
-and the engine's gradient against central finite differences (:func:`~bpttlab.gradcheck.gradcheck`), so
+and the engine's gradient against central finite differences (:func:`~bpttlab.engine.gradcheck`), so
 the three ways of computing the gradient meet in one report. With truncation k2 the symbolic side keeps
 only :math:`k > t - k_2`; the dropped terms are still listed, and the engine must give 0 for them.
 

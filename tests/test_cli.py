@@ -3,6 +3,7 @@ where a plugin registered at run time is needed)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -155,18 +156,16 @@ def test_grading_commands_have_help(command):
     assert out.stdout.startswith(f"usage: bpttlab {command}")
 
 
-def test_warm_compiles_the_named_cells_so_the_engine_uses_them_at_once(capsys, monkeypatch):
-    from bpttlab.engine import tiers
-
-    monkeypatch.setenv("BPTTLAB_COMPILE", "background")
-    assert cli.main(["warm", "elman", "jordan"]) == 0
-    out = capsys.readouterr().out
-    rows = table(out)  # the cells' rows; the last line is the total
-    assert set(rows) == {"elman", "jordan"} and out.splitlines()[-1].split()[0] == "total"
-    assert all(float(rows[name][1]) >= 0.0 for name in ("elman", "jordan"))
-    for name in ("elman", "jordan"):
-        net = bl.make(name)
-        assert tiers.tier(net.cell, net.activation).compiled
+def test_warm_fills_the_numba_cache_with_the_named_cells(tmp_path):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    out = subprocess.run([str(BPTTLAB), "warm", "jordan", "elman"], capture_output=True, text=True, timeout=900,
+                         env=env)
+    assert out.returncode == 0, out.stderr
+    rows = table(out.stdout)  # the cells' rows; the last line is the total
+    assert set(rows) == {"elman", "jordan"} and out.stdout.splitlines()[-1].split()[0] == "total"
+    assert all(float(rows[name][1]) > 0.0 for name in ("elman", "jordan"))
+    cached = {p.name.split(".")[0] for p in tmp_path.rglob("*.nbi")}
+    assert {"elman", "jordan"} <= cached and "lstm" not in cached
 
 
 def test_warm_names_an_unknown_cell():

@@ -104,6 +104,17 @@ class Cell(ABC):
         ds[:, :V.shape[1]] = do @ V
         return ds, {"V": do.T @ h, "c": do.sum(axis=0)}
 
+    def trace_arrays(self, cache: Any) -> dict[str, np.ndarray]:
+        """Named intermediate values of one step (each (B, n)) that the trace exposes, stacked over time,
+        as ``Trace.arrays[name]`` (T, B, n): the pre-activation ``a`` of Elman and Jordan, the ``gates``
+        of GRU and LSTM. None by default."""
+        return {}
+
+    def state_parts(self, states: np.ndarray) -> dict[str, np.ndarray]:
+        """Named parts of the states (T+1, B, S) that the trace exposes after ``h`` (the LSTM's cell
+        state ``c``). None by default."""
+        return {}
+
     def hidden(self, params: Mapping[str, np.ndarray], s: np.ndarray, cache: Any) -> np.ndarray:
         """The hidden activity h_t (B, H) shown to students (cache is None for the initial state)."""
         return s[:, :params["V"].shape[1]]

@@ -4,7 +4,7 @@ r"""The Elman (vanilla) cell.
 
     a_t = W h_{t-1} + U x_t + b, \qquad h_t = f(a_t), \qquad o_t = V h_t + c.
 
-Backward (window form, see :meth:`bpttlab.cells.base.Cell.window`), from the last copy down:
+Backward (window form, see :meth:`bpttlab.cells.sites.SiteKernels.window`), from the last copy down:
 
 .. math::
 
@@ -205,6 +205,9 @@ class ElmanCell(Cell):
         h_prev, x, a, h = cache
         da = ds * act.df(a, h)
         return da @ params["W"], dense_grads(da, W=h_prev, U=x, b=None)
+
+    def trace_arrays(self, cache):
+        return {"a": cache[2]}
 
     def symbolic_step(self, P, s_prev, x, f):
         a = P["W"] * s_prev + P["U"] * x + P["b"]

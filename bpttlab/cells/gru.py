@@ -196,6 +196,10 @@ class GRUCell(Cell):
         return dh, (dense_grads(d_r, U_r=x, W_r=h, b_r=None) | dense_grads(d_z, U_z=x, W_z=h, b_z=None)
                     | dense_grads(d_nx, U_n=x, b_n=None) | dense_grads(d_nh, W_n=h, b_hn=None))
 
+    def trace_arrays(self, cache):
+        x, h, r, z, n, nh = cache
+        return {"gates": np.concatenate([r, z, n], axis=1), "n_h": nh}
+
     def symbolic_step(self, P, s_prev, x, f):
         check_symbolic_activation(self.name, f)
         h = s_prev

@@ -139,6 +139,9 @@ class JordanCell(Cell):
     def hidden(self, params, s, cache):
         return np.zeros((s.shape[0], params["W"].shape[0])) if cache is None else cache[3]
 
+    def trace_arrays(self, cache):
+        return {"a": cache[2]}
+
     def symbolic_step(self, P, s_prev, x, f):
         h = (P["W"] * s_prev + P["U"] * x + P["b"]).applyfunc(f)
         o = P["V"] * h + P["c"]

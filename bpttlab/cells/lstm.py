@@ -216,6 +216,13 @@ class LSTMCell(Cell):
             grads |= dense_grads(d, **{f"U_{name}": x, f"W_{name}": h, f"b_{name}": None})
         return np.concatenate([dh_prev, carousel * f], axis=1), grads
 
+    def state_parts(self, states):
+        return {"c": states[:, :, states.shape[2] // 2:]}
+
+    def trace_arrays(self, cache):
+        x, h, c, i, f, g, o, tc = cache
+        return {"gates": np.concatenate([i, f, g, o], axis=1)}
+
     def symbolic_step(self, P, s_prev, x, f):
         check_symbolic_activation(self.name, f)
         H = s_prev.shape[0] // 2

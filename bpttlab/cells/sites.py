@@ -28,10 +28,10 @@ from ..activations import Activation
 
 
 class FullPass(NamedTuple):
-    """What a cell's fused full-BPTT kernel (:meth:`Cell.full_bptt`) hands the engine.
+    """What a cell's fused full-BPTT kernel (:meth:`SiteKernels.full_bptt`) hands the engine.
 
     Attributes:
-        trace: the forward pass, as :meth:`Cell.forward` returns it.
+        trace: the forward pass, as :meth:`SiteKernels.forward` returns it.
         dO: (T, B, O) dE_t/do_t, scaled for the reduction.
         E: (T, B) per-step, per-sequence losses, scaled for the reduction.
         losses: (T,) E summed over the batch.

@@ -4,6 +4,9 @@ algorithm, TBPTT training, checkpointing, gradient flow and the finite-differenc
 Modules, each importing only the ones listed before it:
 
 * :mod:`.results`: :class:`Trace` and :class:`BPTTResult`, what the engine hands back;
+* :mod:`.compilation`: when a cell's compiled kernels may be used, and compiling them in the background;
+* :mod:`.tiers`: the per-copy tier (any cell, from its step and vjp) and the compiled tier, one interface:
+  forward, a backward window, truncation, the per-loss chains;
 * :mod:`.passes`: one validated pass and the backward operations the public functions are built from;
 * :mod:`.checkpoint`: checkpointed BPTT; :mod:`.core`: :func:`forward`, :func:`bptt`, :func:`contributions`;
 * :mod:`.paths`, :mod:`.training`, :mod:`.flow`, :mod:`.finite_differences`: the algorithms built on them.

@@ -7,7 +7,8 @@ compiled meanwhile in a daemon thread; the calls made after they are ready use t
 ever called by the engine after the thread that compiled it has finished, so a call never blocks on the
 compiler, and a call that races with the compilation simply takes the per-copy tier.
 
-The environment variable ``BPTTLAB_COMPILE`` chooses:
+The environment variable ``BPTTLAB_COMPILE`` (read when bpttlab is imported; :func:`set_mode` changes it
+later) chooses:
 
 * ``background`` (default): as above;
 * ``eager``: compile on first use and wait for it (the behaviour of earlier versions);
@@ -32,12 +33,26 @@ _locks: dict[Hashable, threading.Lock] = {}
 _guard = threading.Lock()
 
 
-def mode() -> str:
-    """The compilation mode from ``BPTTLAB_COMPILE`` (ValueError for an unknown one)."""
-    value = os.environ.get(ENV, "background") or "background"
+def checked(value: str) -> str:
+    """``value`` if it is a compilation mode (ValueError naming ``BPTTLAB_COMPILE`` otherwise)."""
     if value not in MODES:
         raise ValueError(f"{ENV} must be one of {', '.join(MODES)}, got {value!r}")
     return value
+
+
+_mode = os.environ.get(ENV) or "background"  # an unknown value is reported at the first engine call
+
+
+def mode() -> str:
+    """The compilation mode in force."""
+    return checked(_mode)
+
+
+def set_mode(value: str) -> str:
+    """Change the compilation mode of this process; returns the previous one."""
+    global _mode
+    previous, _mode = _mode, checked(value)
+    return previous
 
 
 def is_ready(key: Hashable) -> bool:

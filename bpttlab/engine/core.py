@@ -2,7 +2,8 @@ r"""The public numeric API: forward pass, BPTT gradients and the per-timestep de
 
 For a loss :math:`E = \sum_t E_t` (or its mean over the T*B terms) of an unrolled network,
 :func:`bptt` returns :math:`\partial E/\partial\theta` for every parameter in linear time (one backward
-recursion, :meth:`Cell.window`), and, on request, the per-timestep decomposition of ARCHITECTURE.md:
+recursion on the tier that runs the cell, :mod:`bpttlab.engine.tiers`), and, on request, the
+per-timestep decomposition of ARCHITECTURE.md:
 
 .. math::
 
@@ -150,7 +151,7 @@ def bptt(net: Network, xs, targets, loss="mse", reduction: str = "sum", k2: int 
         h0: initial state; zeros if None.
         checkpoint: None keeps the whole forward pass; "sqrt" or n stores only n states and recomputes
             the rest during the backward pass (same gradients, a fraction of the memory; no trace,
-            by_copy or by_loss), see :mod:`bpttlab.checkpoint`.
+            by_copy or by_loss), see :mod:`bpttlab.engine.checkpoint`.
 
     Returns:
         a :class:`BPTTResult`.

@@ -16,6 +16,10 @@ class Trace:
     arrays: dict[str, np.ndarray]
     batched: bool
 
+    def __post_init__(self) -> None:
+        # only arrays: the per-copy tier also keeps its steps' caches in the pass, not in the trace
+        self.arrays = {k: v for k, v in self.arrays.items() if type(v) is np.ndarray}
+
     def _view(self, a: np.ndarray) -> np.ndarray:
         return a if self.batched else a[:, 0]
 

@@ -55,20 +55,25 @@ class PerCopy:
         self.cell, self.act = cell, act
 
     def forward(self, params, xs: np.ndarray, s0: np.ndarray) -> dict:
-        """The trace: ``states`` (T+1, B, S), ``h`` (T+1, B, H), ``outputs`` (T, B, O), ``caches``."""
+        """The trace: ``states`` (T+1, B, S), ``h`` (T+1, B, H), the cell's named parts and step arrays,
+        ``outputs`` (T, B, O), and ``caches`` (the steps' caches, which :class:`Trace` does not show)."""
         cell, act = self.cell, self.act
         T = xs.shape[0]
         s = np.asarray(s0, dtype=np.float64)
-        states, hs, outputs, caches = [s], [cell.hidden(params, s, None)], [], []
+        states, hs, outputs, caches, named = [s], [cell.hidden(params, s, None)], [], [], {}
         for t in range(T):
             s, cache = cell.step(params, s, xs[t], act)
             states.append(s)
             caches.append(cache)
             hs.append(cell.hidden(params, s, cache))
             outputs.append(cell.readout(params, s))
-        O = len(params["c"]) if not outputs else outputs[0].shape[1]
-        return {"states": np.stack(states), "h": np.stack(hs),
-                "outputs": np.stack(outputs) if outputs else np.zeros((0, s.shape[0], O)), "caches": caches}
+            for name, value in cell.trace_arrays(cache).items():
+                named.setdefault(name, []).append(value)
+        stacked = np.stack(states)
+        # the same arrays, in the same order, as the compiled kernels' traces (Trace.arrays shows them)
+        return ({"states": stacked, "h": np.stack(hs)} | cell.state_parts(stacked)
+                | {name: np.stack(values) for name, values in named.items()}
+                | {"outputs": np.stack(outputs), "caches": caches})
 
     def walk(self, params, trace, dO, loss_lo: int, t_hi: int, k_lo: int, carry: np.ndarray, tau: float,
              visit) -> np.ndarray:
@@ -182,6 +187,7 @@ def _shapes(params) -> dict[str, tuple[int, ...]]:
 
 
 _TIERS: dict[tuple, PerCopy | Compiled] = {}
+_READY: dict[tuple, Compiled] = {}  # (cell, activation) -> its compiled tier, once it is ready
 
 
 def exercise(cell: Cell) -> None:
@@ -223,6 +229,10 @@ def tier(cell: Cell, act: Activation, compiled: bool | None = None) -> PerCopy |
             :mod:`.compilation`), the per-copy tier otherwise; True / False force one (True compiles
             first if need be, and falls back to per-copy where there are no kernels).
     """
+    if compiled is None:
+        found = _READY.get((cell, act))
+        if found is not None and compilation._mode != "off":  # the hot path of small problems
+            return found
     kernels = cell.kernels
     if kernels is None or act.code is None or compiled is False:
         use = False
@@ -235,4 +245,6 @@ def tier(cell: Cell, act: Activation, compiled: bool | None = None) -> PerCopy |
     found = _TIERS.get(key)
     if found is None:
         found = _TIERS[key] = Compiled(cell, kernels, act) if use else PerCopy(cell, act)
+    if use:
+        _READY[cell, act] = found
     return found

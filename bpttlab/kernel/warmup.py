@@ -15,7 +15,6 @@ from __future__ import annotations
 import threading
 import time
 
-import numpy as np
 
 #: the cell a first gradient most likely uses, warmed in the first phase
 FIRST = "elman"

@@ -10,7 +10,7 @@ initialisation, clipping, truncation, which map) and computes the T x T map
     M[t][k] = \Bigl\lVert \frac{\partial s_t}{\partial s_k} \Bigr\rVert_2
     = \Bigl\lVert \prod_{j=k+1}^{t} \operatorname{diag} f'(a_j)\, W \Bigr\rVert_2 \;(\text{Elman}),
 
-for :math:`k \le t` (and :math:`k > t - k_2` with truncation), from :mod:`bpttlab.flow`. Since
+for :math:`k \le t` (and :math:`k > t - k_2` with truncation), from :mod:`bpttlab.engine.flow`. Since
 :math:`\lVert \partial s_t/\partial s_k \rVert \le (\gamma\,\rho_{\max})^{t-k}` with
 :math:`\gamma = \max|f'|` and :math:`\rho_{\max}` the largest singular value of W, a spectral radius below 1
 makes the map fade away from the diagonal (vanishing gradients) and one well above 1 can make it blow up

@@ -3,7 +3,7 @@ r"""The state behind the stepper: one pass of BPTT as a list of events, and the 
 :class:`StepperModel` is plain Python (no ipywidgets), so everything the stepper shows is tested without
 a browser. All numbers come from the engine: the forward trace and :func:`bpttlab.bptt` (losses,
 ``by_copy``, gradients), :func:`bpttlab.contributions` (the table :math:`C[t][k]`) and
-:func:`bpttlab.flow.state_gradients` (:math:`\partial E_t/\partial s_k`). At the backward event of copy k,
+:func:`bpttlab.engine.flow.state_gradients` (:math:`\partial E_t/\partial s_k`). At the backward event of copy k,
 for the chosen parameter :math:`\theta`,
 
 .. math::
@@ -234,7 +234,7 @@ class StepperModel:
 
     @property
     def state_gradients(self) -> np.ndarray:
-        """G[t-1, k-1] = dE_t/ds_k (T, T, S) at the current truncation (see :mod:`bpttlab.flow`)."""
+        """G[t-1, k-1] = dE_t/ds_k (T, T, S) at the current truncation (see :mod:`bpttlab.engine.flow`)."""
         return self._pass(self._k2).state_grads
 
     def contributions(self, wrt: str | None = None) -> np.ndarray:

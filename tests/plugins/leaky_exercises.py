@@ -1,6 +1,5 @@
 """An exercise pack for the leaky-integrator cell plugin (docs/write-a-cell.md): the reference answers come
 from the engine running the plugin cell, like every built-in exercise's."""
-import numpy as np
 
 import bpttlab as bl
 from bpttlab.grading import Exercise, ExercisePack, Slip
