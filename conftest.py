@@ -3,6 +3,13 @@ nbval starts the workbooks' kernels, whether bpttlab was installed with `pip ins
 kernelspec as data files) or in editable mode (which may not)."""
 from __future__ import annotations
 
+import os
+
+# Tests and the workbooks' stored outputs compare numbers, so every engine call runs on a known tier:
+# compile the kernels on first use and wait for them, unless a test asks otherwise (the nbval kernels
+# inherit this). tests/test_tiers.py checks both tiers and the background compilation users get.
+os.environ.setdefault("BPTTLAB_COMPILE", "eager")
+
 
 def pytest_sessionstart(session):
     from jupyter_client.kernelspec import KernelSpecManager

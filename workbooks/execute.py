@@ -8,12 +8,15 @@ editing a chapter, run this (from the repository root or from workbooks/)::
     python workbooks/execute.py --no-write      # only time each chapter; nothing is written
 
 Each notebook runs top to bottom in a fresh ``bpttlab`` kernel with the workbooks folder as its working
-directory; the kernelspec metadata is set to BPTT Lab, and the run time of each chapter is printed. A
-chapter that raises is reported and left unchanged on disk.
+directory and ``BPTTLAB_COMPILE=eager`` (every engine call on the compiled tier, as in the notebook tests,
+so that the stored numbers do not depend on when a background compilation finished); the kernelspec
+metadata is set to BPTT Lab, and the run time of each chapter is printed. A chapter that raises is
+reported and left unchanged on disk.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -32,7 +35,8 @@ def execute(path: Path, timeout: int, write: bool = True) -> float:
     nb = nbformat.read(path, as_version=4)
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
     start = time.perf_counter()
-    NotebookClient(nb, kernel_name="bpttlab", timeout=timeout, resources={"metadata": {"path": str(HERE)}}).execute()
+    NotebookClient(nb, kernel_name="bpttlab", timeout=timeout, resources={"metadata": {"path": str(HERE)}}).execute(
+        env={**os.environ, "BPTTLAB_COMPILE": "eager"})
     elapsed = time.perf_counter() - start
     if write:
         nbformat.write(nb, path)
