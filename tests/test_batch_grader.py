@@ -226,6 +226,16 @@ def test_a_rerun_skips_what_is_graded_and_keeps_the_gradebook(batch, tmp_path, c
     assert read_gradebook(out) == before  # the seed was kept in grading.json
 
 
+def test_grading_runs_from_an_ipython_session(tmp_path, capsys, monkeypatch, bubblewrap):  # noqa: F811
+    """IPython (a notebook, the magics) installs a ``__main__`` without ``__spec__``, which multiprocessing's
+    spawn reads when it starts the grading workers."""
+    monkeypatch.setitem(sys.modules, "__main__", type("DummyMod", (), {})())
+    status, stdout, err = bpttlab_here(capsys, "grade", str(SUBMISSIONS / "malformed_json.ipynb"), "--out",
+                                       str(tmp_path / "out"), "--kernel", "python3", "--exercises", "grad-V")
+    assert status == 0, err
+    assert read_gradebook(tmp_path / "out")[0]["student"] == "malformed_json"
+
+
 def test_killing_the_grader_midway_and_rerunning_gives_the_same_gradebook(batch, tmp_path):
     names = ["malformed_json", "wrong_answers", "deleted_exercise_cell"]
     subs = [str(SUBMISSIONS / f"{n}.ipynb") for n in names]

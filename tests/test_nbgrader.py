@@ -174,12 +174,13 @@ def test_nbgrader_gradebook_scores_equal_bpttlab_grade(course):
     for key, score in theirs.items():
         assert score == pytest.approx(ours[key]["score"], abs=1e-6), (key, ours[key]["diagnosis"])
     diagnoses = {key: row["diagnosis"] for key, row in ours.items()}
-    # the sample covers full marks, catalogued mistakes, partial credit, raising, stubs and a dead kernel
+    # the sample covers full marks, catalogued mistakes (0 even where they coincide with the answer),
+    # raising, stubs and a dead kernel; partial credit is the next test
     assert diagnoses["correct", "grad-W"] == "correct" and theirs["correct", "grad-W"] == 3.0
     assert diagnoses["mistakes", "grad-W"] == "explicit_only"
     assert diagnoses["mistakes", "grad-V"] == "sign_flipped"
     assert diagnoses["transposed", "grad-W"] == "transposed"
-    assert 0 < theirs["mistakes", "clip-norm"] < 1
+    assert diagnoses["mistakes", "clip-norm"] == "clipped_by_value" and theirs["mistakes", "clip-norm"] == 0
     assert diagnoses["raises_always", "grad-V"] == "raised" and theirs["raises_always", "grad-V"] == 0
     assert diagnoses["untouched", "grad-W"] == "raised"
 

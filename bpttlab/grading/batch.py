@@ -275,6 +275,15 @@ def _worker_started(grader: int) -> None:
         os._exit(1)
 
 
+def _spawnable_main() -> None:
+    """Let multiprocessing's "spawn" start workers from an IPython session too: it reads
+    ``__main__.__spec__``, and the module IPython installs as ``__main__`` (a notebook's, a shell's) has
+    none. ``None`` is what a plain interpreter's ``__main__`` holds, and tells spawn to leave it alone."""
+    main = sys.modules.get("__main__")
+    if main is not None and not hasattr(main, "__spec__"):
+        main.__spec__ = None
+
+
 def killed_record(path: Path, student: str, settings: Settings) -> dict[str, Any]:
     """The result of a submission whose grading process was killed even when it was graded alone."""
     exercises = [get_exercise(e) for e in settings.exercises]
@@ -290,6 +299,7 @@ def grade_all(todo: list[Path], names: dict[Path, str], settings: Settings, jobs
     A worker that dies breaks the pool: a new pool is made, and the submissions that were being graded
     are retried one at a time; one that breaks the pool again, graded alone, is recorded with
     :func:`killed_record`."""
+    _spawnable_main()
     pending, suspects = deque(todo), deque()
     while pending or suspects:
         running: dict[Any, Path] = {}

@@ -101,14 +101,15 @@ def in_sources(sources: Iterable[str], function: str) -> list[str]:
                 bindings.setdefault(name, []).append(node)
             library.update(_library_import(node))
     found: list[str] = []
-    todo, seen = list(bindings.get(function, [])), set()
+    todo, seen = [(function, node) for node in bindings.get(function, [])], set()
     while todo:
-        node = todo.pop()
-        if id(node) in seen:
+        name, node = todo.pop()  # a statement that binds ``name``
+        if (name, id(node)) in seen:
             continue
-        seen.add(id(node))
-        if _library_import(node):
-            found.append(f"import of {LIBRARY} (line {node.lineno})")
+        seen.add((name, id(node)))
+        if isinstance(node, (ast.Import, ast.ImportFrom)):  # "import numpy as np, bpttlab" gives np innocently
+            if name in _library_import(node):
+                found.append(f"import of {LIBRARY} (line {node.lineno})")
             continue
         parents = {child: parent for parent in ast.walk(node) for child in ast.iter_child_nodes(parent)}
         for sub in ast.walk(node):
@@ -119,7 +120,7 @@ def in_sources(sources: Iterable[str], function: str) -> list[str]:
             elif isinstance(sub, ast.Name) and (sub.id in library or sub.id in INDIRECT):
                 found.append(f"{_dotted(sub, parents)} (line {sub.lineno})")
             elif isinstance(sub, ast.Name) and sub.id in bindings:
-                todo.extend(bindings[sub.id])
+                todo.extend((sub.id, bound) for bound in bindings[sub.id])
     return list(dict.fromkeys(found))
 
 

@@ -112,9 +112,6 @@ def to_nbgrader(nb, known_ids=None, name: str = "notebook"):
             continue
         if known_ids is not None and ex_id not in known_ids:
             raise ValueError(f"{where}: unknown exercise {ex_id!r}; known: {', '.join(sorted(known_ids))}")
-        if not has_solution:
-            raise ValueError(f"{where}: exercise cell {ex_id!r} has no solution markers (### BEGIN SOLUTION and "
-                             "### END SOLUTION around the answer); nbgrader would hand out its answer")
         try:
             exercise = get_exercise(ex_id)
         except ValueError as exc:
@@ -124,6 +121,9 @@ def to_nbgrader(nb, known_ids=None, name: str = "notebook"):
             raise ValueError(f"{where}: exercise {ex_id} already has an answer cell (cell {seen[gid]}); an "
                              "nbgrader notebook grades each exercise once")
         seen[gid] = index
+        if not has_solution:
+            raise ValueError(f"{where}: exercise cell {ex_id!r} has no solution markers (### BEGIN SOLUTION and "
+                             "### END SOLUTION around the answer); nbgrader would hand out its answer")
         lines = _source(cell).split("\n")
         if lines and MAGIC.match(lines[0]):
             lines = lines[1:]

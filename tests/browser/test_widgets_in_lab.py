@@ -209,7 +209,13 @@ def run_cell(page, cell) -> None:
     """Shift+Enter in the cell, then wait for its prompt to show an execution count."""
     from playwright.sync_api import expect
 
-    cell.locator(".jp-InputArea-editor").click()
+    for _ in range(3):  # a click can miss while the page still settles (an extension adding its toolbar)
+        cell.locator(".jp-InputArea-editor").click()
+        try:
+            expect(cell).to_have_class(re.compile(r"\bjp-mod-active\b"), timeout=5_000)
+            break
+        except AssertionError:
+            continue
     page.keyboard.press("Shift+Enter")
     expect(cell.locator(".jp-InputArea-prompt")).to_have_text(re.compile(r"\[\d+\]:"), timeout=WAIT_MS)
 
