@@ -12,7 +12,8 @@ what a fresh virtual environment has (no compiled kernel anywhere), with the def
   process;
 * the BPTT Lab kernel from its start to the first gradient printed (``%bptt grad``), as in
   ``benchmarks/bench_kernel_start.py`` (needs the ``bpttlab`` kernelspec);
-* chapter 01 top to bottom (``workbooks/execute.py --no-write``), kernel start included;
+* chapter 01 top to bottom (``workbooks/execute.py --no-write --compile background``), kernel start
+  included;
 * ``bpttlab warm`` for the four built-in cells (what an image build runs once), then, in the cache it
   filled, ``import bpttlab`` and a first ``bl.bptt`` that uses the compiled tier.
 
@@ -100,7 +101,8 @@ def main() -> None:
         if not args.skip_chapter:
             with tempfile.TemporaryDirectory() as cache:
                 rows.setdefault("chapter 01 top to bottom", []).append(
-                    _timed([sys.executable, "workbooks/execute.py", "--no-write", "01-unfolding.ipynb"], cache))
+                    _timed([sys.executable, "workbooks/execute.py", "--no-write", "--compile", "background",
+                            "01-unfolding.ipynb"], cache))
         with tempfile.TemporaryDirectory() as cache:
             rows.setdefault("bpttlab warm (4 cells)", []).append(
                 _timed([sys.executable, "-m", "bpttlab.cli", "warm"], cache))
