@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 
-# -- end-of-window-update (chapter 7) ------------------------------------------------------------------
+# -- end-of-window-update (chapter 7b) -----------------------------------------------------------------
 
 
 def _update(W, U, b, V, c, h0, xs, targets, lr, *, context=True, every_error=False, carry=True,

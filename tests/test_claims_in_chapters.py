@@ -33,8 +33,18 @@ CASES = [
      "yet ||dh_30/dh_0|| is about 3e5"),
     ("04b-clipping.ipynb", None, ("T_1, h0 = 30, np.array([0.5])", "T_1, h0 = 30, np.array([0.4])"),
      "for every w >= 1.5 the largest gradient along b lies within two grid steps of the dashed line"),
+    ("07-truncated-bptt.ipynb", ("rng = np.random.default_rng(0)", "def delayed_echo", "C_full = bl.contributions",
+                                 "def tbptt_mask"),
+     ('init="normal", seed=1)', 'init="normal", seed=1)\nnet0.params["W"] = 2 * net0.params["W"]'),
+     "here a term 8 copies from the diagonal is typically"),
+    ("07b-tbptt-training.ipynb", ("rng = np.random.default_rng(0)", "def delayed_echo", "def last_loss_gradient",
+                                  "def cost_per_epoch", "curves, trained = {}, {}", "final = {name: c[-1]"),
+     ('"TBPTT(4, 8)": (4, 8, False)', '"TBPTT(4, 8)": (4, 4, False)'),
+     "TBPTT(4, 8) learns: below 0.01"),
     ("08-elman-jordan.ipynb", None, ("k = 6.0 / eps", "k = 1.0 / eps"),
      "the hand-built Jordan network's test loss is eps^2/2 within 1 % for each eps"),
+    ("09-bptt-vs-search.ipynb", ("import bpttlab as bl", "T2, B2 = 20, 8", "def descend_with"),
+     ("alternating = 0.8", "alternating = 0.6"), "the recurrent runs end at two points"),
 ]
 
 
@@ -86,7 +96,8 @@ def test_changing_a_constant_behind_a_claim_fails_the_chapter(chapter, picks, ch
     assert "ClaimFailed" in message and claim in message
 
 
-@pytest.mark.parametrize("chapter", ["01-unfolding.ipynb", "02-explicit-implicit.ipynb", "03-full-bptt.ipynb"])
+@pytest.mark.parametrize("chapter", ["01-unfolding.ipynb", "02-explicit-implicit.ipynb", "03-full-bptt.ipynb",
+                                     "07-truncated-bptt.ipynb", "07b-tbptt-training.ipynb"])
 def test_the_student_release_keeps_no_model_answer(chapter):
     """Every Try-it model answer (and the cell that checks it) sits between solution markers, so the
     student version keeps the prompts and loses the answers."""

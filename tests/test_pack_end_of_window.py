@@ -1,4 +1,4 @@
-"""Exercise ``end-of-window-update`` (chapter 7): the reference against finite differences of the window's
+"""Exercise ``end-of-window-update`` (chapter 7b): the reference against finite differences of the window's
 last loss, a right NumPy answer, and each catalogued mistake written as a student would."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-r"""Exercise of chapter 7: one update of the end-of-window variant of truncated BPTT.
+r"""Exercise of chapter 7b: one update of the end-of-window variant of truncated BPTT.
 
 The variant slides a window of :math:`k_2` steps over the sequence and lets only the output at the
 window's end give an error. One update, for a window :math:`x_{e-k_2+1}, \dots, x_e` entered with the
@@ -96,7 +96,8 @@ WINDOW = ("Only the window's last output gives an error: E_e = ½‖o_e - y_e‖
           "copy of the window, adding each copy's term; the other steps add nothing of their own.")
 
 END_OF_WINDOW_UPDATE = Exercise(
-    id="end-of-window-update", title="One update of the end-of-window variant", chapter="7 Truncated BPTT",
+    id="end-of-window-update", title="One update of the end-of-window variant",
+    chapter="7b Training with truncated BPTT",
     prompt="The window holds the last k2 steps, xs and targets (k2 rows each), entered with the context h0 (a "
            "constant). Only the output at the window's end gives an error, E_e = ½‖o_e - y_e‖² for the last row. "
            "Back-propagate dE_e/dθ through all k2 copies of the window and return the parameters after the step "

@@ -96,7 +96,7 @@ def _free_port() -> int:
 def _copy_workbooks(dest: Path) -> None:
     """Copy the chapters to ``dest`` with their outputs and saved widget state removed."""
     shutil.copytree(ROOT / "workbooks", dest, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
-    for path in dest.glob("[0-9][0-9]-*.ipynb"):
+    for path in dest.glob("[0-9][0-9]*-*.ipynb"):
         try:
             nb = nbformat.read(path, as_version=4)
         except (ValueError, nbformat.reader.NotJSONError):
