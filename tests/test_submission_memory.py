@@ -243,6 +243,28 @@ def test_the_enforcement_is_recorded_and_no_cgroup_of_the_run_is_left(hog_run):
     assert hog_run["left"] == set()
 
 
+def test_a_sweep_kills_what_a_dead_makers_cgroup_holds_and_removes_it_and_leaves_live_ones(place):
+    name = f"{cgroups.PREFIX}999999999-1-1"  # no process has that pid
+    dead = cgroups.Cgroup(place.version, tuple(os.path.join(f, name) for f in place.folders()))
+    for folder in dead.folders:
+        os.mkdir(folder)
+    orphan = subprocess.Popen([*cgroups.launcher(dead), "sleep", "600"])
+    live = place.make(MEMORY, 8)
+    try:
+        deadline = time.monotonic() + 10
+        while orphan.pid not in dead.processes() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert orphan.pid in dead.processes()
+        removed = cgroups.sweep(place)
+        assert orphan.wait(timeout=10) == -signal.SIGKILL
+        assert set(dead.folders) <= set(removed) and not any(os.path.exists(f) for f in dead.folders)
+        assert all(os.path.isdir(f) for f in live.folders)
+    finally:
+        orphan.kill()
+        dead.remove()
+        assert live.remove() and not any(os.path.exists(f) for f in live.folders)
+
+
 def test_a_cgroup_left_by_a_killed_grader_is_removed_by_the_next_run(place, bubblewrap, tmp_path):  # noqa: F811
     nb = nbformat.read(SUBMISSIONS / "correct.ipynb", as_version=4)
     nb.cells.insert(2, new_code_cell("import time\ntime.sleep(300)"))

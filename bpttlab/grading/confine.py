@@ -3,17 +3,12 @@
 It applies the limits of one submission to itself and then becomes COMMAND (``exec``), so that every
 process of the submission inherits them:
 
-* ``cgroups``: the folders of the submission's cgroups (:mod:`bpttlab.grading.cgroups`), entered
-  first, before this process can start anything, so that nothing of the submission runs outside them;
 * ``as``: the address space of each process (``RLIMIT_AS``), the memory limit: an allocation beyond it
   fails with ``MemoryError`` instead of exhausting the machine;
 * ``nproc``: processes and threads of the sandbox's user (``RLIMIT_NPROC``), which stops a fork bomb;
 * ``fsize``: the largest file a process may write (``RLIMIT_FSIZE``); ``SIGXFSZ`` is ignored, so a write
   past it fails with ``OSError: File too large`` instead of killing the kernel without a word;
 * no core dumps.
-
-``confine.py --enter CGROUPS_JSON -- COMMAND...`` only enters the cgroups and becomes COMMAND: it starts a
-bubblewrap sandbox (outside it, as the grader's user), whose first process inside applies the rest.
 
 ``uid`` (when this program starts as root inside a sandbox without a user namespace) is the unprivileged
 user to become first. Finally ``PR_SET_NO_NEW_PRIVS``: nothing COMMAND executes can gain privileges
@@ -39,9 +34,7 @@ PR_SET_NO_NEW_PRIVS = 38
 
 
 def confine(limits: dict) -> None:
-    """Apply ``limits`` (keys ``cgroups``, ``as``, ``nproc``, ``fsize``, ``uid``; a missing key is no
-    limit)."""
-    enter(limits.get("cgroups", ()))
+    """Apply ``limits`` (keys ``as``, ``nproc``, ``fsize``, ``uid``; a missing key is no limit)."""
     uid = limits.get("uid")
     if uid is not None and os.getuid() == 0:
         os.setgroups([])
@@ -60,13 +53,6 @@ def confine(limits: dict) -> None:
     die_with_parent()  # after the change of user, which clears it
 
 
-def enter(cgroups) -> None:
-    """Move this process into each cgroup folder of ``cgroups``."""
-    for folder in cgroups:
-        with open(os.path.join(folder, "cgroup.procs"), "w") as procs:
-            procs.write(str(os.getpid()))
-
-
 def die_with_parent() -> None:
     """Ask Linux to kill this process when its parent dies (a no-op elsewhere)."""
     if sys.platform.startswith("linux"):
@@ -76,12 +62,8 @@ def die_with_parent() -> None:
 
 
 def main(argv: list[str]) -> None:
-    if argv[:1] == ["--enter"] and len(argv) >= 4 and argv[2] == "--":
-        enter(json.loads(argv[1]))  # the launcher of a bubblewrap sandbox, which confines the rest inside
-        os.execvp(argv[3], argv[3:])
     if len(argv) < 3 or argv[1] != "--":
-        raise SystemExit("usage: confine.py LIMITS_JSON -- COMMAND...  or  confine.py --enter CGROUPS_JSON -- "
-                         "COMMAND...")
+        raise SystemExit("usage: confine.py LIMITS_JSON -- COMMAND...")
     confine(json.loads(argv[0]))
     # A Jupyter kernel polls the pid it is given here and stops when it sees another parent: in a PID
     # namespace it sees none it knows. It dies with the grader all the same (PR_SET_PDEATHSIG, bwrap).

@@ -154,10 +154,8 @@ class Unconfined(Isolation):
 
     def command(self, argv: list[str], shared: str | None = None, readable: tuple[str, ...] = (),
                 cgroup: cgroups.Cgroup | None = None) -> list[str]:
-        limits = {"as": self.limits.memory, "fsize": self.limits.file_size}
-        if cgroup is not None:
-            limits["cgroups"] = list(cgroup.folders)
-        return self._confine(argv, limits)
+        return [*cgroups.launcher(cgroup), *self._confine(argv, {"as": self.limits.memory,
+                                                                  "fsize": self.limits.file_size})]
 
     def probe(self) -> None:
         return None
@@ -176,8 +174,7 @@ class Bubblewrap(Isolation):
     def command(self, argv: list[str], shared: str | None = None, readable: tuple[str, ...] = (),
                 cgroup: cgroups.Cgroup | None = None) -> list[str]:
         root = os.geteuid() == 0
-        args = [*(cgroups.launcher(cgroup) if cgroup is not None else ()),
-                "bwrap", "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-net", "--unshare-ipc",
+        args = ["bwrap", "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-net", "--unshare-ipc",
                 "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox"]
         if root:  # no user namespace: the kernel then counts the process limit for a real, unprivileged user
             args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
@@ -201,7 +198,7 @@ class Bubblewrap(Isolation):
         limits = {"as": self.limits.memory, "nproc": self.limits.processes, "fsize": self.limits.file_size}
         if root:
             limits["uid"] = sandbox_uid(shared is not None)
-        return args + self._confine(argv, limits)
+        return [*cgroups.launcher(cgroup), *args, *self._confine(argv, limits)]
 
     def probe(self) -> None:
         if not sys.platform.startswith("linux"):
