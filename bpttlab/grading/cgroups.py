@@ -159,8 +159,9 @@ def _controllers(folder: str, file: str) -> set[str]:
 
 def find_place(mountinfo: str, proc_cgroup: str) -> Place | str:
     """Where this process would make cgroups (the module docstring says why there), or why it cannot: a
-    clause such as "no memory controller". Reads only the two texts and the folders they name; the trial
-    that the folder really works is :func:`trial`."""
+    clause such as "no cgroup memory controller is mounted". Reads the two texts and the folders they
+    name, and in version 2 enables the memory and pids controllers for new cgroups of the folder where
+    they are not yet (allowed when it holds no process); the trial that the folder works is :func:`trial`."""
     v2_mount, v1_mounts = mounts(mountinfo)
     v2_own, v1_own = membership(proc_cgroup)
     if v2_mount is not None and v2_own is not None:

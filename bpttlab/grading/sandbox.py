@@ -235,10 +235,10 @@ class Sandbox:
         """Run jobs in one child until they are done or it fails; return how many were settled."""
         from .isolation import sandbox_environment
 
-        read_fd, write_fd = os.pipe()
-        workdir = tempfile.mkdtemp(prefix="bpttlab-function-")
-        home = self.isolation.home(workdir)
         with self.isolation.cgroup() as group:
+            read_fd, write_fd = os.pipe()
+            workdir = tempfile.mkdtemp(prefix="bpttlab-function-")
+            home = self.isolation.home(workdir)
             proc = subprocess.Popen(self.isolation.command([sys.executable, "-s", "-P", __file__, str(write_fd)],
                                                            cgroup=group),
                                     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
