@@ -70,7 +70,8 @@ def add_grade_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--memory", type=_size, default=Limits.memory, metavar="SIZE",
                    help="memory of a submission (default 2G): of all its kernel's processes together, and "
                         "of all its graded functions' together, where a cgroup can be made (as root, or in a "
-                        "delegated cgroup v2 subtree), else only of each process; grading.json records which")
+                        "delegated cgroup v2 subtree; grading.json records whether one was), and of each "
+                        "process on its own in any case")
     p.add_argument("--processes", type=_positive(int), default=Limits.processes, metavar="N",
                    help=f"processes and threads a submission may run at once (default {Limits.processes})")
     p.add_argument("--file-size", type=_size, default=Limits.file_size, metavar="SIZE",
