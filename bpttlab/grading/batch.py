@@ -113,6 +113,7 @@ def _unreadable(exercises: list[Exercise], status: str, reason: str) -> list[Fee
 def _new_record(path: Path, student: str, settings: Settings) -> dict[str, Any]:
     confined = settings.isolation()
     return {"student": student, "submission": str(path), "sandbox": confined.name,
+            "memory_limit": confined.memory_enforcement,
             "notes": [] if confined.isolated else [UNSANDBOXED], "fingerprint": fingerprint(path, settings)}
 
 
@@ -221,10 +222,12 @@ def feedback_page(record: dict[str, Any]) -> str:
     name = html.escape(record["student"])
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in record["notes"])
     blocks = "\n".join(ex["html"] for ex in record["exercises"])
+    memory = record.get("memory_limit")
     return (f"<!doctype html>\n<html><head><meta charset='utf-8'><title>Feedback for {name}</title></head>"
             f"<body style='font-family:sans-serif;max-width:60em'>\n<h1>{name}: {record['score']:.3g} / "
             f"{record['max_score']:g} points</h1>\n" + (f"<ul>{notes}</ul>\n" if notes else "")
-            + f"{blocks}\n</body></html>\n")
+            + f"{blocks}\n" + (f"<p><small>Memory limit: {html.escape(memory)}</small></p>\n" if memory else "")
+            + "</body></html>\n")
 
 
 def load_results(out: Path, key: bytes) -> tuple[dict[str, dict[str, Any]], list[str]]:
@@ -261,10 +264,12 @@ def stored_seed(out: Path, seed: int | None) -> int:
 
 
 def record_settings(out: Path, confined: Isolation) -> None:
-    """Keep in OUT/grading.json how students' code ran (the sandbox, or ``--no-sandbox``) and its limits."""
+    """Keep in OUT/grading.json how students' code ran (the sandbox, or ``--no-sandbox``), its limits, and
+    how the memory limit was enforced (per submission, or per process only and why)."""
     settings_file = out / "grading.json"
     stored = json.loads(settings_file.read_text()) if settings_file.exists() else {}
-    stored.update(sandbox=confined.name, isolated=confined.isolated, limits=asdict(confined.limits))
+    stored.update(sandbox=confined.name, isolated=confined.isolated, limits=asdict(confined.limits),
+                  memory_enforcement=confined.memory_enforcement)
     write_atomic(settings_file, json.dumps(stored) + "\n")
 
 

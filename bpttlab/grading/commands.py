@@ -68,7 +68,10 @@ def add_grade_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--notebook-timeout", type=_positive(float), default=600.0, metavar="S",
                    help="seconds allowed for all cells of a notebook together (default 600)")
     p.add_argument("--memory", type=_size, default=Limits.memory, metavar="SIZE",
-                   help="memory each process of a submission may use (default 2G)")
+                   help="memory of a submission (default 2G): of all its kernel's processes together, and "
+                        "of all its graded functions' together, where a cgroup can be made (as root, or in a "
+                        "delegated cgroup v2 subtree; grading.json records whether one was), and of each "
+                        "process on its own in any case")
     p.add_argument("--processes", type=_positive(int), default=Limits.processes, metavar="N",
                    help=f"processes and threads a submission may run at once (default {Limits.processes})")
     p.add_argument("--file-size", type=_size, default=Limits.file_size, metavar="SIZE",
@@ -172,7 +175,8 @@ def run_grade(args) -> int:
                            notebook_timeout=float(args.notebook_timeout))
         print(f"grading {len(args.submissions)} submission(s) on {', '.join(settings.exercises)} "
               f"(kernel {settings.kernel}, {args.jobs} at a time, {settings.timeout:g} s per cell, "
-              f"{settings.notebook_timeout:g} s per notebook, sandbox: {settings.isolation().name})")
+              f"{settings.notebook_timeout:g} s per notebook, sandbox: {settings.isolation().name}, memory limit: "
+              f"{settings.isolation().memory_enforcement})")
         submissions = args.submissions
         if shard:
             shards.record_shard(Path(args.out), shard, settings)

@@ -16,7 +16,12 @@ line that runs ``argv`` confined. Two backends:
 * :class:`Unconfined` (``--no-sandbox``): the same limits, nothing else.
 
 Another backend (podman, docker) implements :meth:`Isolation.command` and :meth:`Isolation.probe`.
-Limits are applied inside, by :mod:`bpttlab.grading.confine`.
+Limits are applied inside, by :mod:`bpttlab.grading.confine`, per process (``RLIMIT_AS``, ...). The
+memory limit also holds for all processes of a sandbox together when a cgroup can be made here
+(:mod:`bpttlab.grading.cgroups`; with either backend): each sandbox is started in its own
+(:meth:`Isolation.cgroup`), and the grader reads from it whether the limit stopped the submission. The
+per-process limit stays as a second line: a single huge allocation then fails with a ``MemoryError`` the
+student can read, in a kernel that goes on, rather than with the kernel stopped.
 """
 from __future__ import annotations
 
@@ -26,8 +31,12 @@ import shutil
 import subprocess
 import sys
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from . import cgroups
 
 #: The private scratch folder inside a sandbox (HOME and working directory).
 SCRATCH = "/tmp"
@@ -52,7 +61,9 @@ class Limits:
     """What one submission may use.
 
     Attributes:
-        memory: bytes of address space per process (allocations beyond fail with MemoryError).
+        memory: bytes of memory all processes of a sandbox may use together (where a cgroup can be made:
+            beyond it they are stopped), and bytes of address space of each process (an allocation beyond
+            fails with MemoryError).
         processes: processes and threads the submission may have at once.
         file_size: bytes of the largest file it may write.
         scratch: bytes of its private /tmp.
@@ -87,18 +98,23 @@ class Isolation(ABC):
     Attributes:
         name: how the run is recorded (grading.json, feedback pages).
         isolated: whether the code is kept from the grader's files, network and processes.
+        own_processes: processes of the backend's own in each sandbox, which its cgroup's process limit
+            allows on top of the submission's.
     """
 
     name: str
     isolated: bool
+    own_processes: int = 0
 
     def __init__(self, limits: Limits):
         self.limits = limits
 
     @abstractmethod
-    def command(self, argv: list[str], shared: str | None = None, readable: tuple[str, ...] = ()) -> list[str]:
+    def command(self, argv: list[str], shared: str | None = None, readable: tuple[str, ...] = (),
+                cgroup: cgroups.Cgroup | None = None) -> list[str]:
         """The command line that runs ``argv`` confined; ``shared`` is a folder it may read and write, and
-        ``readable`` folders it may read, each at the same path (the grader makes them and removes them)."""
+        ``readable`` folders it may read, each at the same path (the grader makes them and removes them);
+        every process it starts is in ``cgroup`` (from :meth:`cgroup`), when one is given."""
 
     @abstractmethod
     def probe(self) -> None:
@@ -108,6 +124,22 @@ class Isolation(ABC):
         """The HOME and working directory of the confined code (``workdir``: a private folder the grader
         made, used where the backend has no scratch of its own)."""
         return SCRATCH
+
+    @property
+    def memory_enforcement(self) -> str:
+        """How the memory limit is enforced here: "per submission (cgroup v1)", "per process only: ..."."""
+        return str(cgroups.enforcement())
+
+    @contextmanager
+    def cgroup(self) -> Iterator[cgroups.Cgroup | None]:
+        """A new cgroup for one sandbox, with this run's memory and process limits, killed and removed at
+        the end; None where no cgroup can be made (the per-process limits then stand alone)."""
+        place = cgroups.enforcement().place
+        if place is None:
+            yield None
+            return
+        with place.make(self.limits.memory, self.limits.processes + self.own_processes) as group:
+            yield group
 
     def _confine(self, argv: list[str], limits: dict) -> list[str]:
         return [sys.executable, "-I", "-S", _CONFINE, json.dumps(limits), "--", *argv]
@@ -120,8 +152,10 @@ class Unconfined(Isolation):
     name = "none (--no-sandbox)"
     isolated = False
 
-    def command(self, argv: list[str], shared: str | None = None, readable: tuple[str, ...] = ()) -> list[str]:
-        return self._confine(argv, {"as": self.limits.memory, "fsize": self.limits.file_size})
+    def command(self, argv: list[str], shared: str | None = None, readable: tuple[str, ...] = (),
+                cgroup: cgroups.Cgroup | None = None) -> list[str]:
+        return [*cgroups.launcher(cgroup), *self._confine(argv, {"as": self.limits.memory,
+                                                                  "fsize": self.limits.file_size})]
 
     def probe(self) -> None:
         return None
@@ -135,8 +169,10 @@ class Bubblewrap(Isolation):
 
     name = "bubblewrap"
     isolated = True
+    own_processes = 2  # bwrap outside the sandbox, and bwrap as its process 1
 
-    def command(self, argv: list[str], shared: str | None = None, readable: tuple[str, ...] = ()) -> list[str]:
+    def command(self, argv: list[str], shared: str | None = None, readable: tuple[str, ...] = (),
+                cgroup: cgroups.Cgroup | None = None) -> list[str]:
         root = os.geteuid() == 0
         args = ["bwrap", "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-net", "--unshare-ipc",
                 "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox"]
@@ -162,7 +198,7 @@ class Bubblewrap(Isolation):
         limits = {"as": self.limits.memory, "nproc": self.limits.processes, "fsize": self.limits.file_size}
         if root:
             limits["uid"] = sandbox_uid(shared is not None)
-        return args + self._confine(argv, limits)
+        return [*cgroups.launcher(cgroup), *args, *self._confine(argv, limits)]
 
     def probe(self) -> None:
         if not sys.platform.startswith("linux"):
@@ -227,6 +263,13 @@ def _mounts(binds: list[tuple[str, str]]) -> list[str]:
 
 def _size(n: int) -> str:
     return f"{n / 1024 / MiB:g} GiB" if n >= 1024 * MiB else f"{n / MiB:g} MiB"
+
+
+def memory_exceeded(limits: Limits, who: str = "the code") -> str:
+    """A sentence for the student when the OOM killer stopped the sandbox (or a process of it) of ``who``:
+    the memory of all its processes together reached the limit (see :meth:`Isolation.cgroup`)."""
+    return (f"{who} used more than {_size(limits.memory)} of memory in total (all its processes together) and "
+            "was stopped")
 
 
 def limit_hit(message: str, limits: Limits) -> str | None:

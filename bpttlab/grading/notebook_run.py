@@ -15,7 +15,10 @@ kernel loads them instead of compiling them again.
 
 Two time limits apply: ``timeout`` to each cell, ``notebook_timeout`` to all cells together (each cell
 gets at most what is left of it). A cell that hits the memory, process or file-size limit is named in
-the notes, in words a student understands.
+the notes, in words a student understands. The kernel runs in a cgroup of its own where one can be made
+(:meth:`~bpttlab.grading.isolation.Isolation.cgroup`): when the OOM killer acted in it (the memory of all
+the kernel's processes together reached the limit), the notebook stops there, after that cell or when
+the kernel dies, with that reason.
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ from jupyter_client import AsyncKernelManager
 from jupyter_core.utils import run_sync
 
 from .api import BATCH_ENV
-from .isolation import Isolation, limit_hit, sandbox_environment, sandbox_uid
+from .isolation import Isolation, limit_hit, memory_exceeded, sandbox_environment, sandbox_uid
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,7 @@ class Execution:
 
     Attributes:
         stopped_at: index of the cell that did not finish, or None when every cell ran.
-        status: why it stopped: "timeout", "notebook-timeout" or "kernel-died".
+        status: why it stopped: "timeout", "notebook-timeout", "kernel-died" or "memory-limit".
         reason: the same in a sentence.
         failed_cells: indices of the cells that raised an error.
         limits_hit: a sentence for each cell whose error shows that a limit was hit.
@@ -52,17 +55,22 @@ class Execution:
     limits_hit: tuple[str, ...] = ()
 
 
+class MemoryLimitHit(Exception):
+    """The OOM killer acted in the kernel's cgroup (raised from a cell hook to stop the notebook)."""
+
+
 class ConfinedKernelManager(AsyncKernelManager):
     """A kernel manager whose kernel command runs through an isolation, sharing only ``run_dir`` (and
-    letting it read ``readable``)."""
+    letting it read ``readable``), in ``cgroup`` when there is one."""
 
     isolation: Isolation
     run_dir: str
     readable: tuple[str, ...] = ()
+    cgroup = None
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         return self.isolation.command(super().format_kernel_cmd(extra_arguments), shared=self.run_dir,
-                                      readable=self.readable)
+                                      readable=self.readable, cgroup=self.cgroup)
 
     def write_connection_file(self, **kwargs) -> None:
         """Write the connection file, readable by the sandbox's user (it holds only this kernel's key)."""
@@ -113,6 +121,10 @@ def execute(nb, isolation: Isolation, timeout: float, notebook_timeout: float, k
     def on_cell_start(cell, cell_index):
         current["index"] = cell_index
 
+    def on_cell_executed(cell, cell_index, execute_reply):
+        if km.cgroup is not None and km.cgroup.oom_kills():
+            raise MemoryLimitHit()
+
     def cell_timeout(cell) -> float:
         left = deadline - time.monotonic()
         current["notebook_limit"] = left < timeout
@@ -120,33 +132,36 @@ def execute(nb, isolation: Isolation, timeout: float, notebook_timeout: float, k
 
     with tempfile.TemporaryDirectory(prefix="bpttlab-kernel-") as run_dir, \
             tempfile.TemporaryDirectory(prefix="bpttlab-numba-") as numba_seed, \
-            tempfile.TemporaryFile(prefix="bpttlab-kernel-log-") as log:
+            tempfile.TemporaryFile(prefix="bpttlab-kernel-log-") as log, isolation.cgroup() as cgroup:
         run_dir = os.path.realpath(run_dir)
         numba_seed = numba_cache_copy(os.path.realpath(numba_seed))
         _hand_over(run_dir, isolation)
         km = ConfinedKernelManager(kernel_name=kernel, transport="ipc", ip=os.path.join(run_dir, "kernel"),
                                    connection_file=os.path.join(run_dir, "kernel.json"))
-        km.isolation, km.run_dir, km.readable = isolation, run_dir, (numba_seed,)
+        km.isolation, km.run_dir, km.readable, km.cgroup = isolation, run_dir, (numba_seed,), cgroup
         client = NotebookClient(nb, km=km, timeout_func=cell_timeout, allow_errors=True, startup_timeout=120,
                                 shutdown_kernel="immediate", record_timing=False, on_cell_start=on_cell_start,
+                                on_cell_executed=on_cell_executed,
                                 on_notebook_start=lambda notebook: _hand_over(run_dir, isolation, back=True))
         home = isolation.home(run_dir)
         env = sandbox_environment(home, {BATCH_ENV: "1", "NUMBA_CACHE_DIR": f"{home}/.numba-cache",
                                          "BPTTLAB_NUMBA_CACHE_SEED": numba_seed})
         try:
             client.execute(env=env, cwd=run_dir, stdout=log, stderr=log)
-        except CellTimeoutError:
+        except (MemoryLimitHit, CellTimeoutError, DeadKernelError) as stop:
             i = current["index"]
+            if cgroup is not None and cgroup.oom_kills():  # first: it may be why the kernel died or hung
+                return _stopped(nb, i, "memory-limit", f"{memory_exceeded(isolation.limits, 'the notebook')} at "
+                                                       f"cell {i + 1}", isolation)
+            if isinstance(stop, DeadKernelError):
+                return _stopped(nb, i, "kernel-died", f"the kernel died while running cell {i + 1} (os._exit, a "
+                                                      "crash such as a segfault, or memory exhausted)", isolation)
             if current["notebook_limit"]:
                 return _stopped(nb, i, "notebook-timeout", f"the notebook stopped at cell {i + 1}: all its cells "
                                 f"together ran longer than the {notebook_timeout:g} s a notebook may take",
                                 isolation)
             return _stopped(nb, i, "timeout", f"the notebook stopped at cell {i + 1}, which ran longer than "
                                               f"{timeout:g} s (an infinite loop?)", isolation)
-        except DeadKernelError:
-            i = current["index"]
-            return _stopped(nb, i, "kernel-died", f"the kernel died while running cell {i + 1} (os._exit, a "
-                                                  "crash such as a segfault, or memory exhausted)", isolation)
         finally:
             if km.has_kernel:  # nbclient leaves a kernel manager it was given to its owner
                 run_sync(km.shutdown_kernel)(now=True)

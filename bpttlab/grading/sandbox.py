@@ -235,51 +235,64 @@ class Sandbox:
         """Run jobs in one child until they are done or it fails; return how many were settled."""
         from .isolation import sandbox_environment
 
-        read_fd, write_fd = os.pipe()
-        workdir = tempfile.mkdtemp(prefix="bpttlab-function-")
-        home = self.isolation.home(workdir)
-        proc = subprocess.Popen(self.isolation.command([sys.executable, "-s", "-P", __file__, str(write_fd)]),
-                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                pass_fds=(write_fd,), env=sandbox_environment(home), cwd=workdir,
-                                start_new_session=True)
-        os.close(write_fd)
-        try:
-            payload = pickle.dumps([job.__dict__ for job in jobs])
+        with self.isolation.cgroup() as group:
+            read_fd, write_fd = os.pipe()
+            workdir = tempfile.mkdtemp(prefix="bpttlab-function-")
+            home = self.isolation.home(workdir)
+            proc = subprocess.Popen(self.isolation.command([sys.executable, "-s", "-P", __file__, str(write_fd)],
+                                                           cgroup=group),
+                                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                    pass_fds=(write_fd,), env=sandbox_environment(home), cwd=workdir,
+                                    start_new_session=True)
+            os.close(write_fd)
             try:
-                proc.stdin.write(payload)
-                proc.stdin.close()
-            except BrokenPipeError:
-                pass
-            return self._collect(proc, read_fd, jobs, results)
-        finally:
-            _kill(proc)
-            os.close(read_fd)
-            shutil.rmtree(workdir, ignore_errors=True)
+                payload = pickle.dumps([job.__dict__ for job in jobs])
+                try:
+                    proc.stdin.write(payload)
+                    proc.stdin.close()
+                except BrokenPipeError:
+                    pass
+                return self._collect(proc, read_fd, jobs, results, group)
+            finally:
+                _kill(proc)
+                os.close(read_fd)
+                shutil.rmtree(workdir, ignore_errors=True)
 
-    def _collect(self, proc, read_fd: int, jobs: list[Job], results: dict[str, ExerciseRun]) -> int:
+    def _collect(self, proc, read_fd: int, jobs: list[Job], results: dict[str, ExerciseRun], group) -> int:
+        """Read the answers of ``jobs`` in order until the child fails; return how many were settled. An
+        exercise after which the child's cgroup ``group`` shows an OOM kill (the memory of all its
+        processes together reached the limit) fails with that reason, and the child is not used further."""
+        from .isolation import memory_exceeded
+
         buffer = b""
         for i, job in enumerate(jobs):
-            deadline = time.monotonic() + self.timeout
-            while b"\n" not in buffer:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    results[job.exercise] = ExerciseRun(failure="timeout", reason=(
-                        f"stopped after {self.timeout:g} s: the function did not finish (an infinite loop?)"))
-                    return i + 1
-                ready, _, _ = select.select([read_fd], [], [], left)
-                if not ready:
-                    continue
-                chunk = os.read(read_fd, 1 << 20)
-                if not chunk:
-                    results[job.exercise] = ExerciseRun(failure="crash", reason=_crash_reason(proc))
-                    return i + 1
-                buffer += chunk
-                if len(buffer) > MAX_LINE:
-                    results[job.exercise] = ExerciseRun(failure="error", reason="the function's output was too large")
-                    return i + 1
-            line, buffer = buffer.split(b"\n", 1)
-            results[job.exercise] = _explained(_parse(line, job), self.isolation.limits)
+            run, buffer, stop = self._answer(proc, read_fd, job, buffer)
+            if group is not None and group.oom_kills():
+                run, stop = ExerciseRun(failure="memory-limit", reason=memory_exceeded(self.isolation.limits)), True
+            results[job.exercise] = run
+            if stop:
+                return i + 1
         return len(jobs)
+
+    def _answer(self, proc, read_fd: int, job: Job, buffer: bytes) -> tuple[ExerciseRun, bytes, bool]:
+        """The child's answer to ``job``, what it sent after it, and whether the child failed."""
+        deadline = time.monotonic() + self.timeout
+        while b"\n" not in buffer:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return ExerciseRun(failure="timeout", reason=(
+                    f"stopped after {self.timeout:g} s: the function did not finish (an infinite loop?)")), buffer, True
+            ready, _, _ = select.select([read_fd], [], [], left)
+            if not ready:
+                continue
+            chunk = os.read(read_fd, 1 << 20)
+            if not chunk:
+                return ExerciseRun(failure="crash", reason=_crash_reason(proc)), buffer, True
+            buffer += chunk
+            if len(buffer) > MAX_LINE:
+                return ExerciseRun(failure="error", reason="the function's output was too large"), buffer, True
+        line, buffer = buffer.split(b"\n", 1)
+        return _explained(_parse(line, job), self.isolation.limits), buffer, False
 
 
 def _parse(line: bytes, job: Job) -> ExerciseRun:
