@@ -6,10 +6,12 @@ sockets in a folder that the grader makes, hands to the sandbox's user and share
 connection file lies there too); nothing else of the grader's is visible to it.
 
 Once the kernel is ready, and before the first cell runs, a root grader takes the folder back: the
-notebook cannot create files there (it could otherwise fill the grader's disk), only use the sockets.
+notebook cannot create files there (it could otherwise fill the grader's disk), only use the sockets. A
+grader that is not root can only make the folder read-only (see :func:`_hand_over`).
 
 The package folder is read-only in the sandbox, and Numba only uses a cache it may write: the grader
-lays out a copy of the package's compiled Numba kernels in a folder the kernel may read, which
+lays out a copy of the package's compiled Numba kernels (from wherever its own Numba keeps them) in a
+folder the kernel may read, which
 :mod:`~bpttlab.grading.confine` copies to the kernel's private ``NUMBA_CACHE_DIR``, so that a sandboxed
 kernel loads them instead of compiling them again.
 
@@ -19,6 +21,7 @@ the notes, in words a student understands.
 """
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -72,30 +75,59 @@ class ConfinedKernelManager(AsyncKernelManager):
 
 def _hand_over(path: str, isolation: Isolation, back: bool = False) -> None:
     """Give ``path`` to the user that sandboxed code runs as, when a root grader drops to one (``back``:
-    take it back, leaving it readable)."""
-    if isolation.isolated and os.geteuid() == 0:
+    take it back, leaving it readable).
+
+    A grader that is not root shares its user with the sandbox (mapped into the sandbox's user
+    namespace), so it has nothing to give; ``back`` then takes the right to write away (mode 0500). That
+    stops a notebook that writes into the folder, but not one that first gives itself the right again,
+    as the folder's owner may: there the folder only lives as long as the notebook's run."""
+    if not isolation.isolated:
+        return
+    if os.geteuid() == 0:
         uid = 0 if back else sandbox_uid(True)
         os.chown(path, uid, uid)
         os.chmod(path, 0o755 if back else 0o700)
+    elif back:
+        os.chmod(path, 0o500)
 
 
 def numba_cache_copy(target: str) -> str:
-    """Copy the compiled Numba kernels of bpttlab's package (its ``__pycache__`` folders) to ``target``,
-    laid out as Numba reads a ``NUMBA_CACHE_DIR``, readable by all; returns ``target``."""
+    """Copy the compiled Numba kernels of bpttlab's package to ``target``, laid out as Numba reads a
+    ``NUMBA_CACHE_DIR``, readable by all; returns ``target``.
+
+    The kernels are taken from where this process's Numba keeps them for each folder of the package
+    (:func:`numba_cache_of`): its ``__pycache__`` when the grader may write there, else the user's
+    cache folder (a grader that is not root grading with a package it may not change), or
+    ``NUMBA_CACHE_DIR`` when it is set."""
     from numba.core.caching import UserProvidedCacheLocator
 
     from .. import __file__ as package_init
 
-    for cache in Path(package_init).parent.rglob("__pycache__"):
-        kernels = [f for f in cache.iterdir() if f.suffix in (".nbi", ".nbc")]
+    for package in sorted({p.parent for p in Path(package_init).parent.rglob("*.py")}):
+        cache = numba_cache_of(package)
+        kernels = [f for f in cache.iterdir() if f.suffix in (".nbi", ".nbc")] if cache and cache.is_dir() else []
         if kernels:
-            folder = Path(target) / UserProvidedCacheLocator.get_suitable_cache_subpath(str(cache.parent / "x.py"))
+            folder = Path(target) / UserProvidedCacheLocator.get_suitable_cache_subpath(str(package / "x.py"))
             folder.mkdir(parents=True, exist_ok=True)
             for kernel in kernels:
                 shutil.copy2(kernel, folder / kernel.name)
     for folder, _, _ in os.walk(target):
         os.chmod(folder, 0o755)
     return target
+
+
+@functools.lru_cache(maxsize=None)
+def numba_cache_of(package: Path) -> Path | None:
+    """The folder where this process's Numba caches the kernels of the modules in ``package``: the first
+    of Numba's own cache locators that takes a module there (None if none does)."""
+    from numba.core.caching import FunctionCache
+
+    module = str(next(package.glob("*.py")))
+    for locator in FunctionCache._impl_class._locator_classes:
+        found = locator.from_function(numba_cache_of.__wrapped__, module)
+        if found is not None:
+            return Path(found.get_cache_path())
+    return None
 
 
 def execute(nb, isolation: Isolation, timeout: float, notebook_timeout: float, kernel: str) -> Execution:
