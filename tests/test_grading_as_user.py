@@ -35,6 +35,7 @@ import nbformat
 import pytest
 
 import hostile_students as H
+import unprivileged
 from bpttlab.grading.signing import KEY_FILE, authentic
 from bubblewrap_fixture import bubblewrap  # noqa: F401 - the fixture
 from test_batch_grader import EXERCISES, SUBMISSIONS, command, expected_gradebook
@@ -90,11 +91,14 @@ def refusal(reason: str):
 def environment(user: User, home: Path, token: str) -> dict[str, str]:
     """The grader's environment: the test's own, or for a fresh user a teacher's (PATH, locale, a HOME
     of its own). ``token`` ends PYTHONPATH (a folder that does not exist), which the grader passes on to
-    every sandbox, so that every process of the run can be told by its environment."""
+    every sandbox, so that every process of the run can be told by its environment. The grader's engine
+    runs uncompiled (``BPTTLAB_COMPILE=off``): compiling its kernels for a fresh user costs a third of the
+    run's time and is not what is tested here (the sandbox's Numba cache is, below)."""
     base = dict(os.environ) if not user.switch else {
         k: os.environ[k] for k in ("PATH", "LANG", "LC_ALL", "TZ") if k in os.environ}
     if user.switch:
         base.update(HOME=str(home), USER="teacher", LOGNAME="teacher")
+    base["BPTTLAB_COMPILE"] = "off"
     base["PYTHONPATH"] = os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), f"/{token}") if p)
     return base
 
@@ -268,3 +272,19 @@ def test_the_sandbox_gets_the_kernels_that_the_graders_numba_compiled(user, tmp_
     if user.switch:  # a fresh user may not write the package's folder
         assert Path(seen["cache"]).is_relative_to(home)
     assert seen["cached"] and seen["seeded"] == seen["cached"]
+
+
+def test_without_the_tools_to_drop_root_the_reason_says_which(monkeypatch):
+    monkeypatch.setattr(unprivileged.shutil, "which", lambda tool: None if tool == "setpriv" else f"/usr/bin/{tool}")
+    why = why_not(User(unprivileged.FIRST_TEST_UID, unprivileged.FIRST_TEST_UID, switch=True))
+    assert why.startswith("the test runs as root and needs util-linux's setpriv to run the grader as an "
+                          "unprivileged user")
+
+
+def test_in_ci_a_run_that_cannot_be_made_fails_instead_of_skipping(monkeypatch):
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="must be tested as an unprivileged user in CI, but no setpriv"):
+        refusal("no setpriv")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="no setpriv"):
+        refusal("no setpriv")
