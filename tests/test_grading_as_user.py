@@ -66,7 +66,8 @@ PROBES = {PROBE: (
         'raise RuntimeError(repr(found))')})}
 
 
-#: Run as the user: compile one kernel, then lay out the sandbox's Numba cache as the grader does.
+#: Run as the user, in a folder of the test's: compile one kernel, then lay out the sandbox's Numba cache
+#: as the grader does.
 SEED_SCRIPT = """\
 import json, tempfile
 from pathlib import Path
@@ -74,7 +75,7 @@ from bpttlab import activations
 from bpttlab.grading.notebook_run import numba_cache_copy, numba_cache_of
 activations.tanh(0.5)
 cache = Path(activations.tanh._cache._cache_path)
-seed = Path(numba_cache_copy(tempfile.mkdtemp()))
+seed = Path(numba_cache_copy(tempfile.mkdtemp(dir=Path.cwd())))  # in the test's folder
 print(json.dumps({"cache": str(cache), "found": str(numba_cache_of(Path(activations.__file__).parent)),
                   "cached": sorted(p.name for p in cache.glob("activations.tanh-*")),
                   "seeded": sorted(p.name for p in seed.rglob("activations.tanh-*"))}))
