@@ -51,11 +51,15 @@ DELAY = 2  # seconds the detached processes wait before they act
 #: /proc/self/uid_map of a process in the machine's own user namespace.
 IDENTITY_MAP = "0 0 4294967295"
 #: The probe: cell 3 fails outside a user namespace, cell 4 fails inside one that maps a single user id
-#: (as it must); its graded function reports what it sees of the grader's files, and tries to write one.
+#: (as it must), cell 5 fails to write into the one folder it shares with the grader (the connection
+#: file's; as the folder's owner, it first tries to make it writable again); its graded function reports
+#: what it sees of the grader's files, and tries to write one.
 PROBES = {PROBE: (
     ['uid_map = " ".join(open("/proc/self/uid_map").read().split())\n'
      f'assert uid_map != "{IDENTITY_MAP}", "the kernel runs in the machine\'s own user namespace"',
-     'assert not uid_map.endswith(" 1"), "the kernel runs in a user namespace that maps one user id"'],
+     'assert not uid_map.endswith(" 1"), "the kernel runs in a user namespace that maps one user id"',
+     'import os, sys\nfolder = os.path.dirname(sys.argv[sys.argv.index("-f") + 1])  # the connection file\'s\n'
+     'os.chmod(folder, 0o700)\nopen(os.path.join(folder, "filler"), "wb").write(bytes(2 ** 20))'],
     {"grad-V": H.grad_V(
         'import os\nfound = {"map": " ".join(open("/proc/self/uid_map").read().split())}\n'
         'for name, path in (("home", "__HOME__"), ("key", "__OUT__/.grader-key"), ("seed", "__OUT__/grading.json")):\n'
@@ -200,8 +204,9 @@ def test_honest_students_get_exactly_the_expected_grades(graded):
 
 
 def test_the_sandboxes_ran_in_a_user_namespace_that_sees_nothing_of_the_grader(graded, user):
-    # the kernel: not in the machine's user namespace (cell 3 ran through), in one that maps one id (cell 4)
-    assert "cells that raised an error: 4" in record(graded["out"], PROBE)["notes"]
+    # the kernel: not in the machine's user namespace (cell 3 ran through), in one that maps one id (cell 4),
+    # and it could not write into the connection file's folder (cell 5)
+    assert "cells that raised an error: 4, 5" in record(graded["out"], PROBE)["notes"]
     detail = rows(graded["out"])[PROBE, "grad-V"]["detail"]
     found = ast.literal_eval(detail.split("RuntimeError: ", 1)[1].rsplit(" (line", 1)[0])
     assert found.pop("map").split()[::2] == [str(user.uid), "1"]  # the graded function: one id mapped
