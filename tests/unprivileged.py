@@ -2,7 +2,7 @@
 account does (the batch grader without root: tests/test_grading_as_user.py).
 
 Not root: the command runs as it is, as the test's own user. Root: the command runs as a fresh user id
-(:func:`unprivileged_user`; no process, file or group of the machine has it), without capabilities,
+(:func:`unprivileged_user`, far above any account of the machine), without capabilities,
 in a private mount namespace (``unshare --mount --propagation private``) in which everything the
 command needs is reachable by that user: the Python interpreter and every folder of ``sys.path``, the
 repository, and the folders the test hands over. The rule: a needed path one of whose folders others
@@ -45,7 +45,7 @@ class User:
             return list(argv)
         hidden, shown = reachable_layout([*needed_paths(), *writable])
         spec = {"uid": self.uid, "gid": self.gid, "hidden": hidden,
-                "shown": [[path, any(_under(path, str(w)) for w in writable)] for path in shown]}
+                "shown": [[path, any(_under(path, os.path.realpath(w)) for w in writable)] for path in shown]}
         return ["unshare", "--mount", "--propagation", "private", "--", sys.executable, "-I", "-S", __file__,
                 json.dumps(spec), "--", *argv]
 
