@@ -116,10 +116,12 @@ HOSTILE: dict[str, tuple[list[str], dict[str, str]]] = {
 }
 
 
-def notebook(name: str, values: dict[str, str]) -> nbformat.NotebookNode:
-    """The hostile notebook ``name`` with the placeholders filled in from ``values``."""
+def notebook(name: str, values: dict[str, str],
+             catalogue: dict[str, tuple[list[str], dict[str, str]]] = HOSTILE) -> nbformat.NotebookNode:
+    """The hostile notebook ``name`` of ``catalogue`` (laid out as :data:`HOSTILE`) with the placeholders
+    filled in from ``values``."""
     nb = nbformat.read(SUBMISSIONS / "correct.ipynb", as_version=4)
-    added, replaced = HOSTILE[name]
+    added, replaced = catalogue[name]
     cells = []
     for cell in nb.cells:
         first = cell.source.split("\n", 1)[0]

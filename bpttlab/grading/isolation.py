@@ -7,8 +7,9 @@ line that runs ``argv`` confined. Two backends:
 * :class:`Bubblewrap` (the default; Debian package ``bubblewrap``): the process sees a short explicit list
   of directories: the system's programs and libraries and the Python environment (read-only), a private
   ``/tmp`` (a size-limited tmpfs, its HOME and working directory, thrown away at the end), its own
-  ``/proc`` and a minimal ``/dev``, and at most one folder the grader shares with it (the kernel's
-  sockets). It cannot see the output folder, the hidden seed, other submissions or the teacher's files;
+  ``/proc`` and a minimal ``/dev``, and at most one folder the grader shares with it (a root grader's
+  kernel sockets; a non-root grader only lets it read the connection file's folder and holds the sockets
+  itself, see :mod:`~bpttlab.grading.notebook_run`). It cannot see the output folder, the hidden seed, other submissions or the teacher's files;
   it has no network (its own network namespace holds only a loopback device), its own PID namespace (it
   can signal nothing outside), and it is killed with everything it started when its parent dies. When
   the grader runs as root, the code runs as an unprivileged user (:func:`sandbox_uid`) with no
