@@ -14,9 +14,9 @@ import numpy as np
 from numba import njit
 
 from .buffers import Recycler, Scratch
-from .kernels import (KERNEL_OPTIONS, activate, add_rows, clip_rows, column_sums, dact as _dact, loss_rows,
-                      loss_targets, matmul_nn, matmul_nt, matmul_tn, matvec_t_add, nonfinite_probe, step_times_add,
-                      sum_squares, times_derivative)
+from .kernels import (KERNEL_OPTIONS, NO_CLASSES, NO_TARGETS, activate, add_rows, clip_rows, column_sums,
+                      dact as _dact, loss_rows, matmul_nn, matmul_nt, matmul_tn, matvec_t_add, nonfinite_probe,
+                      step_times_add, sum_squares, times_derivative)
 from .sites import FullPass, SiteKernels
 
 
@@ -143,7 +143,7 @@ class ElmanKernels(SiteKernels):
         H, O = W.shape[0], V.shape[0]
         A, Hs, Out, dO, E, losses = _RESULTS.take((T, B, H), (T + 1, B, H), (T, B, O), (T, B, O), (T, B), (T,))
         grads = {name: np.empty(params[name].shape) for name in ("W", "U", "b", "V", "c")}
-        Y, classes = loss_targets(y)
+        Y, classes = (y, NO_CLASSES) if y.ndim == 3 else (NO_TARGETS, y)  # y: int64 classes for cross_entropy
         probe, first_bad, loss, norm2 = _full_bptt(
             W, params["U"], params["b"], V, params["c"], xs, Y, classes, s0, act.code, scale, A, Hs, Out, dO,
             _SCRATCH.get("dA", (T, B, H)), E, losses, grads["W"], grads["U"], grads["b"], grads["V"], grads["c"])

@@ -320,25 +320,19 @@ def nonfinite_probe(a):
     return s
 
 
-#: The targets a loss does not use (see :func:`loss_targets`).
+#: What :func:`loss_rows` takes for the targets a loss does not use: float targets (T, B, O) for mse
+#: with ``NO_CLASSES``, int64 classes (T, B) for cross_entropy with ``NO_TARGETS``. Both losses then call
+#: a fused kernel with the same argument types, so it is compiled once (a second specialisation cost
+#: seconds).
 NO_TARGETS = np.empty((0, 0, 0))
 NO_CLASSES = np.empty((0, 0), dtype=np.int64)
-
-
-def loss_targets(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The (targets, classes) pair :func:`loss_rows` takes for ``y``: float targets (T, B, O) for mse,
-    or int64 classes (T, B) for cross_entropy, the other one empty. Both losses call a fused kernel with
-    the same argument types, so it is compiled once (a second specialisation cost seconds)."""
-    if y.ndim == 3:
-        return y, NO_CLASSES
-    return NO_TARGETS, y.astype(np.int64, copy=False)
 
 
 @njit(cache=True, error_model="numpy")
 def loss_rows(Y, classes, Out, scale, dO, E, losses):
     r"""Fill ``dO`` (T, B, O) with :math:`\partial E_t/\partial o_t`, ``E`` (T, B) with :math:`E_t` and
     ``losses`` (T,) with :math:`E_t` summed over the batch, all times ``scale``; return the first 0-based
-    step whose outputs are not finite, or -1. The loss follows from the targets (:func:`loss_targets`):
+    step whose outputs are not finite, or -1. The loss follows from the targets (see ``NO_TARGETS``):
     float ``Y`` (T, B, O) is mse, integer ``classes`` (T, B) cross_entropy (both exactly as in
     :mod:`bpttlab.losses`); the unused one is empty."""
     if classes.shape[0] > 0:

@@ -7,7 +7,7 @@ import numpy as np
 from numba import njit
 
 from .gates import stacked
-from .kernels import clip_rows, matmul_nn, matvec_t_add, sigmoid, tanh
+from .kernels import clip_rows, matmul_nn, matmul_nn_add, matvec_t_add, sigmoid, tanh
 from .lstm import _GATES, _SITES
 from .sites import SiteKernels
 
@@ -89,11 +89,9 @@ def _window(W, V, G, S, dO, loss_lo, t_hi, k_lo, carry, tau, dI, dF, dG, dOg, ds
                 f_[k] += af
                 g_[k] += ag
                 o_[k] += ao
+                c[k] = 0.0
                 c[H + k] = dc * fg
-        matmul_nn(da, W, tmp)  # dE/dh_{t-1}, via a contiguous array: one specialisation of matmul_nn
-        for bb in range(B):
-            for k in range(H):
-                carry[bb, k] = tmp[bb, k]
+        matmul_nn_add(da, W, carry[:, :H], tmp)
 
 
 
