@@ -123,7 +123,7 @@ def test_background_compilations_wait_for_the_child_that_fills_the_cache(monkeyp
     class Child:
         returncode = 0
 
-        def communicate(self):
+        def communicate(self, timeout=None):
             child_done.wait(30)
             return b"", b""
 
@@ -145,6 +145,30 @@ def test_background_compilations_wait_for_the_child_that_fills_the_cache(monkeyp
         child_done.set()
         compilation.release()
         compilation.set_mode(previous)
+
+
+def test_a_child_that_fails_is_logged_and_releases_the_held_compilations(monkeypatch, caplog):
+    class Child:
+        returncode = 1
+
+        def communicate(self, timeout=None):
+            return b"", b"no space left on device"
+
+    monkeypatch.setattr(warmup, "fill_cache", Child)
+    monkeypatch.setattr(warmup, "warm_first_gradient", lambda: 0.0)
+    monkeypatch.setattr(warmup, "warm_up", lambda: {})
+    previous = compilation.set_mode("background")
+    log = logging.getLogger("bpttlab-test-kernel-child")
+    try:
+        with caplog.at_level(logging.INFO, logger=log.name):
+            warmup.start_warm_up(log, pause=0.0).join(30)
+        released = compilation.start("test-released-compilation", lambda: None)
+        released.join(30)
+    finally:
+        compilation.release()
+        compilation.set_mode(previous)
+    assert "bpttlab warm failed in a child process: no space left on device" in caplog.text
+    assert compilation.is_ready("test-released-compilation")
 
 
 FIRST_PHASE = """

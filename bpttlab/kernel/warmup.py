@@ -31,6 +31,8 @@ from ..engine import compilation
 FIRST = "elman"
 #: seconds between the last two phases, so that a cell run at once does not share the interpreter
 PAUSE = 2.0
+#: seconds after which the child of the first phase is given up (the kernel then compiles in-process)
+FILL_TIMEOUT = 900.0
 
 
 def _builtin_cells() -> list[str]:
@@ -95,6 +97,23 @@ def warm_up(cells: list[str] | None = None) -> dict[str, float]:
     return seconds
 
 
+def _fill_then_release(log) -> None:
+    """The first phase: :func:`fill_cache` and wait for the child (at most ``FILL_TIMEOUT`` seconds), then
+    release the compilations held meanwhile. A child that fails is logged: the kernel then compiles in
+    its own process, as without a child."""
+    try:
+        filler = fill_cache()
+        try:
+            errors = filler.communicate(timeout=FILL_TIMEOUT)[1]
+        except subprocess.TimeoutExpired:
+            filler.kill()
+            errors = filler.communicate()[1] + b"given up after %.0f s" % FILL_TIMEOUT
+    finally:
+        compilation.release()
+    if filler.returncode != 0 and log is not None:
+        log.warning("bpttlab: bpttlab warm failed in a child process: %s", errors.decode(errors="replace")[-2000:])
+
+
 def start_warm_up(log=None, pause: float = PAUSE, child: bool = True) -> threading.Thread:
     """The three phases of the module's description in a daemon thread: :func:`fill_cache` (with
     ``child``, in the default "background" compilation mode), :func:`warm_first_gradient`, then after
@@ -106,14 +125,7 @@ def start_warm_up(log=None, pause: float = PAUSE, child: bool = True) -> threadi
     def run():
         try:
             if child:
-                try:
-                    filler = fill_cache()
-                    errors = filler.communicate()[1]
-                finally:
-                    compilation.release()
-                if filler.returncode != 0 and log is not None:  # the kernel then compiles in-process
-                    log.warning("bpttlab: bpttlab warm failed in a child process: %s",
-                                errors.decode(errors="replace")[-2000:])
+                _fill_then_release(log)
             first = warm_first_gradient()
             time.sleep(pause)
             seconds = warm_up()
