@@ -3,7 +3,7 @@ r"""Activation functions f in :math:`h_t = f(a_t)`, as plugins.
 An :class:`Activation` carries the same function three ways: a vectorised NumPy ``f`` and its
 derivative ``df(a, h)`` (``h = f(a)`` is passed so tanh and sigmoid can reuse it), a SymPy ``symbolic``
 form for :mod:`bpttlab.symbolic`, and, for the built-ins, an integer ``code`` that selects the branch of
-the Numba kernels (:func:`act`, :func:`dact`).
+the Numba kernels (:func:`bpttlab.cells.kernels.act`, :func:`~bpttlab.cells.kernels.dact`).
 
 .. math::
 
@@ -15,29 +15,17 @@ uses the same convention, ``Heaviside(a, 0)``.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-import sympy as sp
-from numba import njit
 
+from .lazy import LazyModule
+
+#: the branches of the compiled kernels (:func:`bpttlab.cells.kernels.act`)
 IDENTITY_CODE, TANH_CODE, RELU_CODE, SIGMOID_CODE = 0, 1, 2, 3
 
-# Cephes' rational approximation of tanh on |x| < 0.625 (relative error 2.5e-16).
-_TANH_P = (-9.64399179425052238628e-1, -9.92877231001918586564e1, -1.61468768441708447952e3)
-_TANH_Q = (1.12811678491632931402e2, 2.23548839060100448583e3, 4.84406305325125486048e3)
-_P0, _P1, _P2 = _TANH_P
-_Q0, _Q1, _Q2 = _TANH_Q
-# ln 2 split so that k * _LN2_HI is exact for the k used here (Cody and Waite).
-_LN2_HI = 6.93147180369123816490e-01
-_LN2_LO = 1.90821492927058770002e-10
-_INV_LN2 = 1.44269504088896338700e+00
-# 1.5 * 2**52: y + _ROUND rounds y to an integer k and leaves k in the low bits of the result.
-_ROUND = 6755399441055744.0
-_ONE_BITS = 1023 << 52  # the bits of 1.0: adding k << 52 to them gives 2**k
-
+sp = LazyModule("sympy")  # imported by the first symbolic use, not by ``import bpttlab``
 
 @dataclass(frozen=True)
 class Activation:
@@ -68,72 +56,6 @@ class Activation:
         return sp.diff(self.symbolic(z), z).subs(z, a)
 
 
-@njit(cache=True, error_model="numpy")
-def tanh(x):
-    r"""tanh(x) to within 2 ulp, in branch-free arithmetic that LLVM vectorises.
-
-    .. math::
-
-        \tanh x = x + x^3 \frac{P(x^2)}{Q(x^2)} \quad (|x| < 0.625), \qquad
-        \tanh x = \operatorname{sign}(x)\Bigl(1 - \frac{2}{e^{2|x|} + 1}\Bigr) \quad \text{otherwise},
-
-    with :math:`e^{y} = 2^k e^{r}`, :math:`k = \operatorname{round}(y / \ln 2)`, :math:`|r| \le \ln 2 / 2`,
-    :math:`e^r` by its Taylor polynomial of degree 13 (truncation error below 5e-18, evaluated by
-    Estrin's scheme for a short dependency chain) and :math:`2^k` written straight into the exponent
-    bits. ``y`` is capped at 40, where tanh is 1 in float64. Both branches are computed and one is
-    selected, so a loop over an array has no branches; NaN stays NaN.
-    """
-    ax = abs(x)
-    z = x * x
-    small = x + x * z * (((_P0 * z + _P1) * z + _P2) / (((z + _Q0) * z + _Q1) * z + _Q2))
-    y = 2.0 * ax
-    y = y if y < 40.0 else 40.0
-    kk = y * _INV_LN2 + _ROUND
-    k = kk - _ROUND
-    r = (y - k * _LN2_HI) - k * _LN2_LO
-    r2 = r * r
-    r4 = r2 * r2
-    c01 = 1.0 + r
-    c23 = 0.5 + r * (1.0 / 6.0)
-    c45 = (1.0 / 24.0) + r * (1.0 / 120.0)
-    c67 = (1.0 / 720.0) + r * (1.0 / 5040.0)
-    c89 = (1.0 / 40320.0) + r * (1.0 / 362880.0)
-    c1011 = (1.0 / 3628800.0) + r * (1.0 / 39916800.0)
-    c1213 = (1.0 / 479001600.0) + r * (1.0 / 6227020800.0)
-    p = ((c01 + c23 * r2) + (c45 + c67 * r2) * r4) + ((c89 + c1011 * r2) + c1213 * r4) * (r4 * r4)
-    two_k = np.int64((np.float64(kk).view(np.int64) << 52) + _ONE_BITS).view(np.float64)
-    big = 1.0 - 2.0 / (p * two_k + 1.0)
-    big = big if x >= 0.0 else -big
-    return big if ax >= 0.625 else small
-
-
-@njit(cache=True)
-def act(code: int, a: float) -> float:
-    """f(a) for a built-in activation code."""
-    if code == TANH_CODE:
-        return tanh(a)
-    if code == RELU_CODE:
-        return a if a > 0.0 else 0.0
-    if code == SIGMOID_CODE:
-        if a >= 0.0:
-            return 1.0 / (1.0 + math.exp(-a))
-        e = math.exp(a)
-        return e / (1.0 + e)
-    return a
-
-
-@njit(cache=True)
-def dact(code: int, a: float, h: float) -> float:
-    """f'(a) for a built-in activation code, given h = f(a)."""
-    if code == TANH_CODE:
-        return 1.0 - h * h
-    if code == RELU_CODE:
-        return 1.0 if a > 0.0 else 0.0
-    if code == SIGMOID_CODE:
-        return h * (1.0 - h)
-    return 1.0
-
-
 def _sigmoid(a: np.ndarray) -> np.ndarray:
     a = np.asarray(a, dtype=float)
     out = np.empty_like(a)
@@ -144,7 +66,7 @@ def _sigmoid(a: np.ndarray) -> np.ndarray:
     return out
 
 
-TANH = Activation("tanh", np.tanh, lambda a, h: 1.0 - h * h, sp.tanh,
+TANH = Activation("tanh", np.tanh, lambda a, h: 1.0 - h * h, lambda a: sp.tanh(a),
                   lambda a: 1 - sp.tanh(a) ** 2, TANH_CODE)
 RELU = Activation("relu", lambda a: np.maximum(a, 0.0), lambda a, h: (np.asarray(a) > 0).astype(float),
                   lambda a: sp.Max(a, 0), lambda a: sp.Heaviside(a, 0), RELU_CODE)

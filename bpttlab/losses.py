@@ -19,7 +19,10 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-import sympy as sp
+
+from .lazy import LazyModule
+
+sp = LazyModule("sympy")  # only the symbolic forms need it
 
 
 @dataclass(frozen=True)

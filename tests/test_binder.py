@@ -7,7 +7,7 @@ test environment's own bpttlab, an editable install, stays invisible), and postB
 itself into it as a regular package, as the image does (pip builds it in an isolated build environment
 with the build backend of pyproject.toml, fetched from the package index as in the image). Then the BPTT Lab kernelspec must be the new
 environment's, and a kernel started from it must run the installed package and find every compiled kernel
-of a first gradient in the Numba cache (cache hits, no compilation).
+of the Elman cell in the Numba cache (cache hits, no compilation).
 """
 from __future__ import annotations
 
@@ -64,6 +64,8 @@ KERNEL_CHECK = textwrap.dedent("""
     from numba.core.registry import CPUDispatcher
     net = bl.make("elman", n_in=1, n_hidden=3, n_out=1, seed=0)
     bl.bptt(net, np.linspace(-1, 1, 4).reshape(4, 1), np.zeros((4, 1)))
+    from bpttlab.engine import warm
+    warm("elman")  # every Elman kernel now (the kernel's own warm-up loads them once its child is done)
     kernels = [d for d in gc.get_objects() if isinstance(d, CPUDispatcher) and d.__module__.startswith("bpttlab")]
     print(json.dumps({"file": bl.__file__,
                       "hits": sum(sum(d.stats.cache_hits.values()) for d in kernels),

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import bpttlab as bl
-from bpttlab.cells.kernels import release_idle_memory
+from bpttlab.cells.buffers import release_idle_memory
 from bpttlab.engine.checkpoint import n_checkpoints
 
 CELLS = ("elman", "jordan", "gru", "lstm")

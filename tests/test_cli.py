@@ -165,7 +165,54 @@ def test_warm_fills_the_numba_cache_with_the_named_cells(tmp_path):
     assert set(rows) == {"elman", "jordan"} and out.stdout.splitlines()[-1].split()[0] == "total"
     assert all(float(rows[name][1]) > 0.0 for name in ("elman", "jordan"))
     cached = {p.name.split(".")[0] for p in tmp_path.rglob("*.nbi")}
-    assert {"elman", "jordan"} <= cached and "lstm" not in cached
+    assert {"elman_kernels", "jordan_kernels"} <= cached and "lstm_kernels" not in cached
+
+
+COMPILES_NOTHING = """
+import numpy as np
+from numba.core import event
+
+compiled = []
+
+
+class Record(event.Listener):
+    def on_start(self, ev):
+        compiled.append(ev.data["dispatcher"].py_func.__qualname__)
+
+    def on_end(self, ev):
+        pass
+
+
+event.register("numba:compile", Record())
+import bpttlab as bl
+from bpttlab.cells import elman_kernels
+from bpttlab.engine import compilation
+
+compilation.set_mode("eager")
+rng = np.random.default_rng(0)
+for name in bl.registry.cells.names():
+    net = bl.make(name, n_in=2, n_hidden=3, n_out=2, seed=0)
+    xs, y, classes = rng.normal(size=(5, 2)), rng.normal(size=(5, 2)), np.array([0, 1, 1, 0, 1])
+    bl.forward(net, xs)
+    bl.bptt(net, xs, y)
+    bl.bptt(net, xs, classes, loss="cross_entropy", reduction="mean")
+    bl.bptt(net, xs, y, k2=2)
+    bl.bptt(net, xs, y, clip=("step", 1.0))
+    bl.contributions(net, xs, y, wrt=sorted(net.params)[0])
+print(compiled, sum(elman_kernels._full_bptt.stats.cache_hits.values()) > 0)
+"""
+
+
+def test_after_warm_a_fresh_process_loads_every_kernel_of_every_cell_from_the_cache(tmp_path):
+    """What ``bpttlab warm`` leaves behind is complete: the next process runs every kind of pass on every
+    cell and compiles nothing (a kernel called with other argument types than warm used would compile).
+    """
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    out = subprocess.run([str(BPTTLAB), "warm"], capture_output=True, text=True, timeout=900, env=env)
+    assert out.returncode == 0, out.stderr
+    fresh = subprocess.run([sys.executable, "-c", COMPILES_NOTHING], capture_output=True, text=True,
+                           timeout=300, env=env, check=True)
+    assert fresh.stdout == "[] True\n"
 
 
 def test_warm_names_an_unknown_cell():

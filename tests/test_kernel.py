@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
@@ -20,6 +21,7 @@ import pytest
 
 import bpttlab as bl
 import naive
+from bpttlab.engine import compilation
 from bpttlab.kernel import warmup
 from bpttlab.kernel.install import LOGOS, install, kernel_spec
 
@@ -81,7 +83,7 @@ def test_a_failing_warm_up_is_logged_not_raised(monkeypatch, caplog):
     monkeypatch.setattr(warmup, "warm_up", broken)
     log = logging.getLogger("bpttlab-test-kernel")
     with caplog.at_level(logging.INFO, logger=log.name):
-        warmup.start_warm_up(log, pause=0.0).join()
+        warmup.start_warm_up(log, pause=0.0, child=False).join()
     assert "warming the Numba cache failed" in caplog.text and "no cache directory" in caplog.text
 
 
@@ -89,15 +91,16 @@ def test_a_warm_up_that_succeeds_logs_the_time_of_each_phase(monkeypatch, caplog
     monkeypatch.setattr(warmup, "warm_up", lambda: {"elman": 0.25, "lstm": 0.5})
     log = logging.getLogger("bpttlab-test-kernel-ok")
     with caplog.at_level(logging.INFO, logger=log.name):
-        warmup.start_warm_up(log, pause=0.0).join()
+        warmup.start_warm_up(log, pause=0.0, child=False).join()
     assert re.search(r"Numba cache warm \(first gradient \d+\.\d\ds; elman 0\.25s, lstm 0\.50s\)", caplog.text)
 
 
 LAZY = """
 import sys
 import bpttlab as bl
-print(sorted(m for m in ("bpttlab.agreement", "bpttlab.symbolic", "bpttlab.grading", "bpttlab.widgets", "ipywidgets")
-             if m in sys.modules))
+net = bl.make("gru", n_in=1, n_hidden=2, n_out=1, seed=0)
+print(sorted(m for m in ("bpttlab.agreement", "bpttlab.symbolic", "bpttlab.grading", "bpttlab.widgets", "ipywidgets",
+                         "numba", "sympy") if m in sys.modules))
 import bpttlab.agreement
 from bpttlab.symbolic import derive
 from bpttlab.grading import grade
@@ -105,14 +108,71 @@ print(bl.check is sys.modules["bpttlab.agreement"].check, bl.derive is derive, b
 """
 
 
-def test_import_bpttlab_leaves_the_symbolic_grading_and_widget_modules_to_first_use():
-    """They are not needed for a first gradient, and loading them made every kernel start slower."""
+def test_import_bpttlab_leaves_numba_sympy_and_the_symbolic_grading_and_widget_modules_to_first_use():
+    """They are not needed for a first gradient, and loading them made every kernel start slower (Numba
+    and SymPy took about half a second each)."""
     out = subprocess.run([sys.executable, "-c", LAZY], capture_output=True, text=True, check=True)
     assert out.stdout == "[]\nTrue True True bpttlab.widgets\n"
 
 
+def test_background_compilations_wait_for_the_child_that_fills_the_cache(monkeypatch):
+    """While ``bpttlab warm`` runs in the child, a compilation the kernel starts is held (its cells run on
+    the per-copy tier), then it runs and only loads what the child compiled."""
+    child_done = threading.Event()
+
+    class Child:
+        returncode = 0
+
+        def communicate(self, timeout=None):
+            child_done.wait(30)
+            return b"", b""
+
+    monkeypatch.setattr(warmup, "fill_cache", Child)
+    monkeypatch.setattr(warmup, "warm_first_gradient", lambda: 0.0)
+    monkeypatch.setattr(warmup, "warm_up", lambda: {})
+    previous = compilation.set_mode("background")
+    ran = []
+    try:
+        phases = warmup.start_warm_up(None, pause=0.0)
+        held = compilation.start("test-held-compilation", lambda: ran.append(True))
+        held.join(0.5)
+        assert held.is_alive() and not ran and not compilation.is_ready("test-held-compilation")
+        child_done.set()
+        held.join(30)
+        phases.join(30)
+        assert ran == [True] and compilation.is_ready("test-held-compilation")
+    finally:
+        child_done.set()
+        compilation.release()
+        compilation.set_mode(previous)
+
+
+def test_a_child_that_fails_is_logged_and_releases_the_held_compilations(monkeypatch, caplog):
+    class Child:
+        returncode = 1
+
+        def communicate(self, timeout=None):
+            return b"", b"no space left on device"
+
+    monkeypatch.setattr(warmup, "fill_cache", Child)
+    monkeypatch.setattr(warmup, "warm_first_gradient", lambda: 0.0)
+    monkeypatch.setattr(warmup, "warm_up", lambda: {})
+    previous = compilation.set_mode("background")
+    log = logging.getLogger("bpttlab-test-kernel-child")
+    try:
+        with caplog.at_level(logging.INFO, logger=log.name):
+            warmup.start_warm_up(log, pause=0.0).join(30)
+        released = compilation.start("test-released-compilation", lambda: None)
+        released.join(30)
+    finally:
+        compilation.release()
+        compilation.set_mode(previous)
+    assert "bpttlab warm failed in a child process: no space left on device" in caplog.text
+    assert compilation.is_ready("test-released-compilation")
+
+
 FIRST_PHASE = """
-import bpttlab.cells.elman as elman
+import bpttlab.cells.elman_kernels as elman
 from bpttlab.kernel.warmup import warm_first_gradient
 before = len(elman._full_bptt.signatures)
 warm_first_gradient()

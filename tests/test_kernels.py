@@ -1,11 +1,11 @@
-"""bpttlab.cells.kernels: the Recycler that lends result buffers again, and that a result kept by the
+"""bpttlab.cells.buffers: the Recycler that lends result buffers again, and that a result kept by the
 caller is never overwritten by a later pass."""
 from __future__ import annotations
 
 import numpy as np
 
 import bpttlab as bl
-from bpttlab.cells.kernels import Recycler
+from bpttlab.cells.buffers import Recycler
 
 SHAPES = ((4, 3, 5), (5, 3, 5), (4, 3, 2), (7,))
 

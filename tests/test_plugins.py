@@ -232,3 +232,21 @@ def test_a_broken_plugin_registered_at_run_time_is_refused_by_name(leaky, monkey
         bl.registry.cells.register("misnamed", namespace["Misnamed"]())
     assert bl.registry.cells.names() == before
     assert bl.gradcheck(bl.make("leaky", seed=1), np.ones((3, 1)), np.zeros((3, 1))).passed
+
+
+@pytest.mark.parametrize("group", ["cells", "activations", "losses"])
+def test_every_built_in_plugin_passes_the_validation_of_its_group(group):
+    """The registry does not validate bpttlab's own plugins when it loads them (checking the activations'
+    symbolic forms imported SymPy at every start): this test holds them to the same checks instead,
+    the compiled kernels' sites included."""
+    registry = getattr(bl.registry, group)
+    built_in = [(name, obj) for name, obj in registry.items() if type(obj).__module__.startswith("bpttlab.")
+                or registry.origins[name].startswith("bpttlab ")]
+    assert len(built_in) >= 2
+    for name, obj in built_in:
+        registry.validate(name, obj)
+    if group == "cells":
+        from bpttlab.cells.sites import validate_sites
+
+        for name, cell in built_in:
+            validate_sites(name, cell, cell.kernels)

@@ -228,3 +228,24 @@ def test_every_exercise_reference_is_the_same_on_both_tiers():
             for key in (slow if isinstance(slow, dict) else {None: slow}):
                 a, b = (slow, fast) if key is None else (slow[key], fast[key])
                 np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12, err_msg=f"{ex.id} {key}")
+
+
+NUMPY_TIER_ONLY = """
+import sys
+import numpy as np
+import bpttlab as bl
+net = bl.make("elman", n_in=1, n_hidden=3, n_out=1, seed=0)
+xs, y = np.ones((6, 1)), np.zeros((6, 1))
+bl.bptt(net, xs, y)
+bl.bptt(net, xs, y, k2=2, clip=("step", 1.0))
+bl.contributions(net, xs, y, wrt="W")
+print("numba" in sys.modules, "sympy" in sys.modules)
+"""
+
+
+def test_the_per_copy_tier_runs_without_importing_numba_or_sympy():
+    """Compiled kernels live in modules of their own (``CompiledKernels``), so a process that only uses
+    the NumPy tier never pays Numba's import (nor SymPy's)."""
+    out = subprocess.run([sys.executable, "-c", NUMPY_TIER_ONLY], env=dict(os.environ, BPTTLAB_COMPILE="off"),
+                         capture_output=True, text=True, check=True)
+    assert out.stdout == "False False\n"

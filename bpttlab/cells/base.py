@@ -26,6 +26,7 @@ go faster; the engine uses them when they are compiled and gives the same number
 """
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from typing import Any, Mapping
 
@@ -164,9 +165,10 @@ def validate_cell(name: str, obj: object) -> None:
     if obj.name != name:
         raise ValueError(f"cell registered as {name!r} calls itself {obj.name!r}")
     _probe(name, obj)
-    if obj.kernels is not None:
-        from .sites import validate_sites
+    from .sites import CompiledKernels, validate_sites
 
+    kernels = inspect.getattr_static(obj, "kernels", None)
+    if kernels is not None and not isinstance(kernels, CompiledKernels):  # checked when first read
         validate_sites(name, obj, obj.kernels)
 
 

@@ -10,14 +10,96 @@ BLAS call would cost more than the arithmetic.
 from __future__ import annotations
 
 import math
-import threading
-import weakref
 
 import numpy as np
 from numba import njit
-from numba.extending import overload
 
-from ..activations import IDENTITY_CODE, RELU_CODE, TANH_CODE, act, dact, tanh
+from ..activations import IDENTITY_CODE, RELU_CODE, SIGMOID_CODE, TANH_CODE
+
+# Cephes' rational approximation of tanh on |x| < 0.625 (relative error 2.5e-16).
+_TANH_P = (-9.64399179425052238628e-1, -9.92877231001918586564e1, -1.61468768441708447952e3)
+_TANH_Q = (1.12811678491632931402e2, 2.23548839060100448583e3, 4.84406305325125486048e3)
+_P0, _P1, _P2 = _TANH_P
+_Q0, _Q1, _Q2 = _TANH_Q
+# ln 2 split so that k * _LN2_HI is exact for the k used here (Cody and Waite).
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+_INV_LN2 = 1.44269504088896338700e+00
+# 1.5 * 2**52: y + _ROUND rounds y to an integer k and leaves k in the low bits of the result.
+_ROUND = 6755399441055744.0
+_ONE_BITS = 1023 << 52  # the bits of 1.0: adding k << 52 to them gives 2**k
+
+@njit(cache=True, error_model="numpy")
+def tanh(x):
+    r"""tanh(x) to within 2 ulp, in branch-free arithmetic that LLVM vectorises.
+
+    .. math::
+
+        \tanh x = x + x^3 \frac{P(x^2)}{Q(x^2)} \quad (|x| < 0.625), \qquad
+        \tanh x = \operatorname{sign}(x)\Bigl(1 - \frac{2}{e^{2|x|} + 1}\Bigr) \quad \text{otherwise},
+
+    with :math:`e^{y} = 2^k e^{r}`, :math:`k = \operatorname{round}(y / \ln 2)`, :math:`|r| \le \ln 2 / 2`,
+    :math:`e^r` by its Taylor polynomial of degree 13 (truncation error below 5e-18, evaluated by
+    Estrin's scheme for a short dependency chain) and :math:`2^k` written straight into the exponent
+    bits. ``y`` is capped at 40, where tanh is 1 in float64. Both branches are computed and one is
+    selected, so a loop over an array has no branches; NaN stays NaN.
+    """
+    ax = abs(x)
+    z = x * x
+    small = x + x * z * (((_P0 * z + _P1) * z + _P2) / (((z + _Q0) * z + _Q1) * z + _Q2))
+    y = 2.0 * ax
+    y = y if y < 40.0 else 40.0
+    kk = y * _INV_LN2 + _ROUND
+    k = kk - _ROUND
+    r = (y - k * _LN2_HI) - k * _LN2_LO
+    r2 = r * r
+    r4 = r2 * r2
+    c01 = 1.0 + r
+    c23 = 0.5 + r * (1.0 / 6.0)
+    c45 = (1.0 / 24.0) + r * (1.0 / 120.0)
+    c67 = (1.0 / 720.0) + r * (1.0 / 5040.0)
+    c89 = (1.0 / 40320.0) + r * (1.0 / 362880.0)
+    c1011 = (1.0 / 3628800.0) + r * (1.0 / 39916800.0)
+    c1213 = (1.0 / 479001600.0) + r * (1.0 / 6227020800.0)
+    p = ((c01 + c23 * r2) + (c45 + c67 * r2) * r4) + ((c89 + c1011 * r2) + c1213 * r4) * (r4 * r4)
+    two_k = np.int64((np.float64(kk).view(np.int64) << 52) + _ONE_BITS).view(np.float64)
+    big = 1.0 - 2.0 / (p * two_k + 1.0)
+    big = big if x >= 0.0 else -big
+    return big if ax >= 0.625 else small
+
+
+@njit(cache=True)
+def act(code: int, a: float) -> float:
+    """f(a) for a built-in activation code."""
+    if code == TANH_CODE:
+        return tanh(a)
+    if code == RELU_CODE:
+        return a if a > 0.0 else 0.0
+    if code == SIGMOID_CODE:
+        if a >= 0.0:
+            return 1.0 / (1.0 + math.exp(-a))
+        e = math.exp(a)
+        return e / (1.0 + e)
+    return a
+
+
+@njit(cache=True)
+def dact(code: int, a: float, h: float) -> float:
+    """f'(a) for a built-in activation code, given h = f(a)."""
+    if code == TANH_CODE:
+        return 1.0 - h * h
+    if code == RELU_CODE:
+        return 1.0 if a > 0.0 else 0.0
+    if code == SIGMOID_CODE:
+        return h * (1.0 - h)
+    return 1.0
+
+
+@njit(cache=True)
+def sigmoid(a: float) -> float:
+    """The logistic gate, overflow-free for either sign of a."""
+    return act(SIGMOID_CODE, a)
+
 
 #: Multiply-adds, and rows, from which a matrix product goes to BLAS instead of plain loops.
 BLAS_MIN_WORK = 4096
@@ -238,22 +320,27 @@ def nonfinite_probe(a):
     return s
 
 
-def loss_rows(Y, Out, scale, dO, E, losses):
+#: What :func:`loss_rows` takes for the targets a loss does not use: float targets (T, B, O) for mse
+#: with ``NO_CLASSES``, int64 classes (T, B) for cross_entropy with ``NO_TARGETS``. Both losses then call
+#: a fused kernel with the same argument types, so it is compiled once (a second specialisation cost
+#: seconds).
+NO_TARGETS = np.empty((0, 0, 0))
+NO_CLASSES = np.empty((0, 0), dtype=np.int64)
+
+
+@njit(cache=True, error_model="numpy")
+def loss_rows(Y, classes, Out, scale, dO, E, losses):
     r"""Fill ``dO`` (T, B, O) with :math:`\partial E_t/\partial o_t`, ``E`` (T, B) with :math:`E_t` and
     ``losses`` (T,) with :math:`E_t` summed over the batch, all times ``scale``; return the first 0-based
-    step whose outputs are not finite, or -1. The loss follows from the targets: float (T, B, O) is mse,
-    integer classes (T, B) cross_entropy (both exactly as in :mod:`bpttlab.losses`). In Numba the branch
-    is chosen at compile time."""
-    return (_mse_rows if Y.ndim == 3 else _cross_entropy_rows)(Y, Out, scale, dO, E, losses)
+    step whose outputs are not finite, or -1. The loss follows from the targets (see ``NO_TARGETS``):
+    float ``Y`` (T, B, O) is mse, integer ``classes`` (T, B) cross_entropy (both exactly as in
+    :mod:`bpttlab.losses`); the unused one is empty."""
+    if classes.shape[0] > 0:
+        return _cross_entropy_rows(classes, Out, scale, dO, E, losses)
+    return _mse_rows(Y, Out, scale, dO, E, losses)
 
 
-@overload(loss_rows)
-def _loss_rows(Y, Out, scale, dO, E, losses):
-    if Y.ndim == 3:
-        return _mse_rows
-    return _cross_entropy_rows
-
-
+@njit(cache=True, error_model="numpy")
 def _mse_rows(Y, Out, scale, dO, E, losses):
     T, B, O = Out.shape
     first_bad = -1
@@ -277,6 +364,7 @@ def _mse_rows(Y, Out, scale, dO, E, losses):
     return first_bad
 
 
+@njit(cache=True, error_model="numpy")
 def _cross_entropy_rows(Y, Out, scale, dO, E, losses):
     T, B, O = Out.shape
     first_bad = -1
@@ -305,103 +393,3 @@ def _cross_entropy_rows(Y, Out, scale, dO, E, losses):
         if bad != 0.0 and first_bad < 0:
             first_bad = t
     return first_bad
-
-
-class Scratch:
-    """Work arrays reused from one kernel call to the next, so that large temporaries cost no fresh
-    pages (a first touch of new memory costs more than the arithmetic done in it). Only for arrays that
-    no result keeps; the kernels hold the GIL, so one call at a time uses them. Arrays under
-    ``min_size`` numbers are simply fresh: the allocator serves them faster than the look-up."""
-
-    def __init__(self, min_size: int = 1 << 14) -> None:
-        self.min_size = min_size
-        self._flat: dict[str, np.ndarray] = {}
-
-    def get(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
-        """A float64 array of this shape with undefined contents, backed by the buffer called ``name``."""
-        n = math.prod(shape)
-        if n < self.min_size:
-            return np.empty(shape)
-        flat = self._flat.get(name)
-        if flat is None or flat.size < n:
-            flat = self._flat[name] = np.empty(n)
-        return flat[:n].reshape(shape)
-
-
-_RECYCLERS: weakref.WeakSet = weakref.WeakSet()
-
-
-def release_idle_memory() -> None:
-    """Let every :class:`Recycler` return the memory blocks no result uses (e.g. before measuring the
-    memory a computation needs, which recycled blocks would otherwise hide)."""
-    for recycler in list(_RECYCLERS):
-        recycler.clear()
-
-
-class Recycler:
-    """Result arrays carved out of buffers that are used again once no result refers to them.
-
-    A large fresh array costs a page fault per 4 KiB page on first touch, which on a virtual machine is
-    about as slow as the arithmetic done in it (a third of a full-BPTT call at T=200, B=32, H=64). The
-    arrays a kernel returns (the forward trace) cannot come from :class:`Scratch`, since the caller
-    keeps them; here they are views of one *lent* array, made afresh for each request over memory the
-    recycler keeps. NumPy makes every view of a view refer to that lent array (it does not own its
-    memory, and its base is not an array), so the lent array lives exactly as long as some view of it
-    does; a :func:`weakref.finalize` on it marks the memory free again when it goes. Requests whose first
-    array (put the largest first) has fewer than ``min_size`` numbers get fresh arrays: the allocator
-    serves small ones from memory it already has, without faults. At most ``keep`` memory blocks are
-    kept, none over ``max_size`` numbers (a larger request gets fresh memory): by default at most
-    3 x 32 MiB stay allocated. :meth:`clear` lets every idle block go.
-    """
-
-    def __init__(self, min_size: int = 1 << 14, max_size: int = 1 << 22, keep: int = 3) -> None:
-        self.min_size, self.max_size, self.keep = min_size, max_size, keep
-        self._buffers: list[np.ndarray] = []
-        self._busy: set[int] = set()  # ids of the blocks lent out now
-        self._lock = threading.RLock()  # a finalizer may run while take() holds it
-        _RECYCLERS.add(self)
-
-    def take(self, *shapes: tuple[int, ...]) -> list[np.ndarray]:
-        """Float64 arrays of these shapes with undefined contents, none sharing memory with another."""
-        if math.prod(shapes[0]) < self.min_size:
-            return [np.empty(s) for s in shapes]
-        sizes = [math.prod(s) for s in shapes]
-        total = sum(-(-n // 8) * 8 for n in sizes)  # each array starts 64 bytes after the one before
-        with self._lock:
-            block = self._block(total)
-            kept = any(b is block for b in self._buffers)
-            if kept:
-                self._busy.add(id(block))
-        lent = np.frombuffer(memoryview(block), dtype=np.float64, count=total)
-        if kept:
-            weakref.finalize(lent, self._release, id(block))
-        out, start = [], 0
-        for shape, n in zip(shapes, sizes):
-            out.append(lent[start:start + n].reshape(shape))
-            start += -(-n // 8) * 8
-        return out
-
-    def _release(self, key: int) -> None:
-        with self._lock:
-            self._busy.discard(key)
-
-    def clear(self) -> None:
-        """Let go of every block that is not lent out (they return to the allocator)."""
-        with self._lock:
-            self._buffers = [b for b in self._buffers if id(b) in self._busy]
-
-    def _block(self, total: int) -> np.ndarray:
-        """The smallest kept block of at least ``total`` numbers that is not lent out, or a new one, kept
-        (in place of the smallest idle block when ``keep`` are kept already) if it may be."""
-        idle = [i for i, b in enumerate(self._buffers) if id(b) not in self._busy]
-        fits = [i for i in idle if self._buffers[i].size >= total]
-        if fits:
-            return self._buffers[min(fits, key=lambda i: self._buffers[i].size)]
-        block = np.empty(total)
-        if total > self.max_size:
-            return block
-        if len(self._buffers) >= self.keep and idle:
-            del self._buffers[min(idle, key=lambda i: self._buffers[i].size)]
-        if len(self._buffers) < self.keep:
-            self._buffers.append(block)
-        return block

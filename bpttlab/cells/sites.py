@@ -19,6 +19,8 @@ it gives the per-timestep contributions C[t][k] of ARCHITECTURE.md.
 """
 from __future__ import annotations
 
+import importlib
+import inspect
 from abc import ABC, abstractmethod
 from typing import Mapping, NamedTuple
 
@@ -114,6 +116,36 @@ class SiteKernels(ABC):
             a :class:`FullPass`, or None where there is no fused kernel or an input is not finite.
         """
         return None
+
+
+class CompiledKernels:
+    """``Cell.kernels`` for kernels kept in a module of their own, which is imported (with Numba) when the
+    attribute is first read, not when the cell is: ``kernels = CompiledKernels("pkg.mod", "MyKernels")``.
+
+    The engine reads it only to compile the cell (in the background) or once it is compiled, so
+    ``import bpttlab`` and the per-copy tier never load Numba; :func:`has_kernels` says whether a cell
+    has kernels without loading them. The first read checks the kernels' sites (:func:`validate_sites`)
+    and replaces this descriptor on the cell's class by the kernels instance, so later reads are a plain
+    attribute look-up.
+    """
+
+    def __init__(self, module: str, name: str) -> None:
+        self.module, self.name = module, name
+
+    def __set_name__(self, owner: type, attribute: str) -> None:
+        self.attribute = attribute
+
+    def __get__(self, cell, owner: type) -> SiteKernels:
+        kernels = getattr(importlib.import_module(self.module), self.name)()
+        if cell is not None:
+            validate_sites(cell.name, cell, kernels)
+        setattr(owner, self.attribute, kernels)
+        return kernels
+
+
+def has_kernels(cell) -> bool:
+    """Whether ``cell`` has compiled kernels, without importing them (see :class:`CompiledKernels`)."""
+    return inspect.getattr_static(cell, "kernels", None) is not None
 
 
 def validate_sites(name: str, cell, kernels: object) -> None:

@@ -14,8 +14,10 @@ later) chooses:
 * ``eager``: compile on first use and wait for it (the behaviour of earlier versions);
 * ``off``: never use compiled kernels (the per-copy tier only).
 
-``bpttlab warm`` (and the BPTT Lab kernel at start) compiles every built-in cell ahead of time, filling
-the Numba cache so that later processes only load it.
+``bpttlab warm`` compiles every built-in cell ahead of time, filling the Numba cache so that later
+processes only load it. The BPTT Lab kernel runs it in a child process at start (on another core, so the
+compiler never competes with the student's cells for this interpreter) and meanwhile holds this
+process's background compilations (:func:`hold`): released, they load what the child compiled.
 """
 from __future__ import annotations
 
@@ -31,6 +33,8 @@ _ready: set = set()
 _threads: dict[Hashable, threading.Thread] = {}
 _locks: dict[Hashable, threading.Lock] = {}
 _guard = threading.Lock()
+_released = threading.Event()  # background compilations wait for it (see hold)
+_released.set()
 
 
 def checked(value: str) -> str:
@@ -90,8 +94,21 @@ def start(key: Hashable, work: Callable[[], None]) -> threading.Thread | None:
     return thread
 
 
+def hold() -> None:
+    """Make background compilations wait (on the per-copy tier meanwhile) until :func:`release`: for
+    while another process fills the Numba cache, which they will then only load."""
+    _released.clear()
+
+
+def release() -> None:
+    """Let the background compilations held by :func:`hold` run."""
+    _released.set()
+
+
 def _quietly(key: Hashable, work: Callable[[], None]) -> None:
-    """A background compilation: a failure leaves the per-copy tier in use (never raised)."""
+    """A background compilation, once released (:func:`hold`): a failure leaves the per-copy tier in use
+    (never raised)."""
+    _released.wait()
     try:
         compile_now(key, work)
     except Exception:  # noqa: BLE001 - the per-copy tier gives the same numbers

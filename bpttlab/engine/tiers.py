@@ -30,7 +30,7 @@ import numpy as np
 
 from ..activations import Activation
 from ..cells.base import Cell
-from ..cells.sites import FullPass, SiteKernels, assemble, assemble_table
+from ..cells.sites import FullPass, SiteKernels, assemble, assemble_table, has_kernels
 from . import compilation
 
 
@@ -215,7 +215,7 @@ def exercise(cell: Cell) -> None:
 
 def warm(cell: Cell) -> float:
     """Compile ``cell``'s kernels now (waiting for a compilation already under way); returns seconds."""
-    if cell.kernels is None:
+    if not has_kernels(cell):
         return 0.0
     return compilation.compile_now(type(cell), lambda: exercise(cell))
 
@@ -233,8 +233,7 @@ def tier(cell: Cell, act: Activation, compiled: bool | None = None) -> PerCopy |
         found = _READY.get((cell, act))
         if found is not None and compilation._mode != "off":  # the hot path of small problems
             return found
-    kernels = cell.kernels
-    if kernels is None or act.code is None or compiled is False:
+    if act.code is None or compiled is False or not has_kernels(cell):  # has_kernels loads no Numba
         use = False
     elif compiled:
         warm(cell)
@@ -244,7 +243,7 @@ def tier(cell: Cell, act: Activation, compiled: bool | None = None) -> PerCopy |
     key = (cell, act, use)
     found = _TIERS.get(key)
     if found is None:
-        found = _TIERS[key] = Compiled(cell, kernels, act) if use else PerCopy(cell, act)
+        found = _TIERS[key] = Compiled(cell, cell.kernels, act) if use else PerCopy(cell, act)
     if use:
         _READY[cell, act] = found
     return found
