@@ -60,7 +60,7 @@ def _forward(W, U, b, V, c, X, s0, code, A, Hs, Out):
 
 
 @njit(**KERNEL_OPTIONS)
-def _full_bptt(W, U, b, V, c, X, Y, s0, code, scale, A, Hs, Out, dO, dA, E, losses, gW, gU, gb, gV, gc):
+def _full_bptt(W, U, b, V, c, X, Y, s0, code, scale, at, trace, small, dA):
     r"""Full BPTT with a built-in loss in one pass; returns (probe, first_bad, loss, squared norm).
 
     probe is NaN (and nothing else is computed) when an input is not finite; first_bad is the first
@@ -72,24 +72,45 @@ def _full_bptt(W, U, b, V, c, X, Y, s0, code, scale, A, Hs, Out, dO, dA, E, loss
         \frac{\partial E}{\partial W} = \sum_t \bar a_t h_{t-1}^\top, \quad
         \frac{\partial E}{\partial U} = \sum_t \bar a_t x_t^\top, \quad
         \frac{\partial E}{\partial V} = \sum_t \bar o_t h_t^\top .
+
+    The arrays are carved out of two flat buffers (:class:`~bpttlab.cells.sites.Layout` of :func:`_packing`,
+    whose starts ``at`` lists): ``trace`` holds a, h, outputs, dO and E, ``small`` the losses and, for W, U,
+    b, V, c in turn, the gradients, a copy of them and a copy of the parameters. A Numba call costs per
+    argument it unboxes (about 50 ns), so 14 arguments instead of 22 matter at small sizes. dA is scratch of
+    at least T*B*H numbers, or smaller, and then made here.
     """
     probe = (nonfinite_probe(W) + nonfinite_probe(U) + nonfinite_probe(b) + nonfinite_probe(V)
              + nonfinite_probe(c) + nonfinite_probe(X) + nonfinite_probe(Y) + nonfinite_probe(s0))
     if probe != 0.0:
         return probe, -1, 0.0, 0.0
-    _forward_into(W, U, b, V, c, X, s0, code, A, Hs, Out)
-    first_bad = loss_rows(Y, Out, scale, dO, E, losses)
     T, B, D = X.shape
     H = W.shape[0]
     O = V.shape[0]
-    dA2 = dA.reshape(T * B, H)
+    n = T * B
+    A = trace[at[0]:at[0] + n * H].reshape((T, B, H))
+    Hs = trace[at[1]:at[1] + (n + B) * H].reshape((T + 1, B, H))
+    Out = trace[at[2]:at[2] + n * O].reshape((T, B, O))
+    dO = trace[at[3]:at[3] + n * O].reshape((T, B, O))
+    E = trace[at[4]:at[4] + n].reshape((T, B))
+    losses = small[at[5]:at[5] + T]
+    gW = small[at[6]:at[6] + H * H].reshape((H, H))
+    gU = small[at[7]:at[7] + H * D].reshape((H, D))
+    gb = small[at[8]:at[8] + H]
+    gV = small[at[9]:at[9] + O * H].reshape((O, H))
+    gc = small[at[10]:at[10] + O]
+    if dA.size < n * H:
+        dA = np.empty(n * H)
+    dA2 = dA[:n * H].reshape((n, H))
+    _forward_into(W, U, b, V, c, X, s0, code, A, Hs, Out)
+    first_bad = loss_rows(Y, Out, scale, dO, E, losses)
     dO2 = dO.reshape(T * B, O)
     matmul_nn(dO2, V, dA2)
+    dA3 = dA2.reshape((T, B, H))
     tmp = np.empty((B, H))
     for t in range(T - 1, -1, -1):
         if t < T - 1:
-            step_times_add(dA, t + 1, W, dA, t, tmp)
-        times_derivative(code, A, t, Hs, t + 1, dA)
+            step_times_add(dA3, t + 1, W, dA3, t, tmp)
+        times_derivative(code, A, t, Hs, t + 1, dA3)
     matmul_tn(dA2, Hs[:T].reshape(T * B, H), gW)
     matmul_tn(dA2, X.reshape(T * B, D), gU)
     column_sums(dA2, gb)
@@ -99,30 +120,6 @@ def _full_bptt(W, U, b, V, c, X, Y, s0, code, scale, A, Hs, Out, dO, dA, E, loss
     for t in range(T):
         total += losses[t]
     norm2 = sum_squares(gW) + sum_squares(gU) + sum_squares(gb) + sum_squares(gV) + sum_squares(gc)
-    return 0.0, first_bad, total, norm2
-
-
-@njit(**KERNEL_OPTIONS)
-def _full_bptt_packed(W, U, b, V, c, X, Y, s0, code, scale, at, trace, small, dA):
-    """:func:`_full_bptt` with its arrays carved out of two flat buffers (:class:`~bpttlab.cells.sites.Layout`
-    of :func:`_packing`, whose starts ``at`` lists): ``trace`` holds a, h, outputs, dO and E, ``small`` the
-    losses and, for W, U, b, V, c in turn, the gradients, a copy of them and a copy of the parameters. A
-    Numba call costs per argument it unboxes, about 50 ns, so 14 arguments instead of 22 matter at small
-    sizes. dA is scratch of at least T*B*H numbers, or smaller, and then made here."""
-    T, B, D = X.shape
-    H, O = W.shape[0], V.shape[0]
-    n = T * B
-    A = trace[at[0]:at[0] + n * H].reshape((T, B, H))
-    Hs = trace[at[1]:at[1] + (n + B) * H].reshape((T + 1, B, H))
-    Out = trace[at[2]:at[2] + n * O].reshape((T, B, O))
-    dO = trace[at[3]:at[3] + n * O].reshape((T, B, O))
-    E = trace[at[4]:at[4] + n].reshape((T, B))
-    if dA.size < n * H:
-        dA = np.empty(n * H)
-    result = _full_bptt(W, U, b, V, c, X, Y, s0, code, scale, A, Hs, Out, dO, dA[:n * H].reshape((T, B, H)), E,
-                        small[at[5]:at[5] + T], small[at[6]:at[6] + H * H].reshape((H, H)),
-                        small[at[7]:at[7] + H * D].reshape((H, D)), small[at[8]:at[8] + H],
-                        small[at[9]:at[9] + O * H].reshape((O, H)), small[at[10]:at[10] + O])
     span = at[11] - at[6]
     small[at[11]:at[11] + span] = small[at[6]:at[6] + span]
     small[at[16]:at[16] + H * H] = W.ravel()
@@ -130,7 +127,7 @@ def _full_bptt_packed(W, U, b, V, c, X, Y, s0, code, scale, at, trace, small, dA
     small[at[18]:at[18] + H] = b
     small[at[19]:at[19] + O * H] = V.ravel()
     small[at[20]:at[20] + O] = c
-    return result
+    return 0.0, first_bad, total, norm2
 
 
 @njit(cache=True)
@@ -171,7 +168,7 @@ _PARAMS = ("W", "U", "b", "V", "c")
 
 @lru_cache(maxsize=64)
 def _packing(T: int, B: int, D: int, H: int, O: int) -> Layout:
-    """Where :func:`_full_bptt_packed` puts each array of a pass of this size."""
+    """Where :func:`_full_bptt` puts each array of a pass of this size."""
     shapes = {"W": (H, H), "U": (H, D), "b": (H,), "V": (O, H), "c": (O,)}
     trace = (("a", (T, B, H)), ("h", (T + 1, B, H)), ("outputs", (T, B, O)), ("dO", (T, B, O)), ("E", (T, B)))
     small = (("losses", (T,)),) + tuple((f"{kind} {name}", shapes[name]) for kind in ("grad", "raw", "param")
@@ -206,8 +203,8 @@ class ElmanKernels(SiteKernels):
         n = T * B * H
         dA = _SCRATCH.get("dA", (n,)) if n >= _SCRATCH.min_size else _NO_SCRATCH
         small = np.empty(n_small)
-        probe, first_bad, loss, norm2 = _full_bptt_packed(W, U, b, V, c, xs, y, s0, act.code, scale, layout.starts,
-                                                          trace, small, dA)
+        probe, first_bad, loss, norm2 = _full_bptt(W, U, b, V, c, xs, y, s0, act.code, scale, layout.starts, trace,
+                                                   small, dA)
         if probe != 0.0:
             return None
         return loss, norm2, first_bad, (trace, small), layout
