@@ -165,7 +165,8 @@ class _FusedResult(BPTTResult):
             return layout.per_param(buffers, "grad")
         if name == "raw_grads":
             return layout.per_param(buffers, "raw")
-        trace = {key: layout.view(buffers, array) for key, array in layout.trace_names.items()}
+        views = {array: layout.view(buffers, array) for array in set(layout.trace_names.values())}
+        trace = {key: views[array] for key, array in layout.trace_names.items()}  # states is h, as before
         if name == "trace":
             return Trace(xs, trace, batched)
         ran = Network(net.cell, net.activation, net.n_in, net.n_hidden, net.n_out, layout.per_param(buffers, "param"))
