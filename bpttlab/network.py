@@ -16,6 +16,10 @@ from .cells.base import Cell
 
 INITS = ("normal", "orthogonal", "identity")
 
+#: The attribute where the engine keeps its record of a network's checked parameters
+#: (:class:`bpttlab.engine.core.CheckedParams`); any assignment to the network drops it.
+CHECKED = "_checked_params"
+
 
 @dataclass
 class Network:
@@ -34,6 +38,11 @@ class Network:
     n_hidden: int
     n_out: int
     params: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __setattr__(self, name: str, value) -> None:
+        # a new cell, activation, size or params dict voids what the engine found out about the parameters
+        self.__dict__.pop(CHECKED, None)
+        object.__setattr__(self, name, value)
 
     @property
     def shapes(self) -> dict[str, tuple[int, ...]]:

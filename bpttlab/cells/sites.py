@@ -21,36 +21,57 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
 from abc import ABC, abstractmethod
-from typing import Mapping, NamedTuple
+from typing import Mapping
 
 import numpy as np
 
 from ..activations import Activation
 
 
-class FullPass(NamedTuple):
-    """What a cell's fused full-BPTT kernel (:meth:`SiteKernels.full_bptt`) hands the engine.
+class Layout:
+    """Named C-order float64 arrays laid out one after another in flat buffers (each starting on a
+    64-byte boundary), so that a kernel takes a few flat buffers and their offsets instead of one argument
+    per array: every argument a Numba call unboxes costs about as much as the arithmetic of a small pass.
+    This is how a fused kernel (:meth:`SiteKernels.full_bptt`) hands over its arrays: ``dO`` ((T, B, O)
+    dE_t/do_t, scaled for the reduction), ``E`` ((T, B) per-step, per-sequence losses, scaled like dO),
+    ``losses`` ((T,) E summed over the batch), the trace arrays, and for every parameter ``grad NAME``
+    (dE/dtheta), ``raw NAME`` (a copy of it) and ``param NAME`` (a copy of the parameter the pass ran with).
 
-    Attributes:
-        trace: the forward pass, as :meth:`SiteKernels.forward` returns it.
-        dO: (T, B, O) dE_t/do_t, scaled for the reduction.
-        E: (T, B) per-step, per-sequence losses, scaled for the reduction.
-        losses: (T,) E summed over the batch.
-        loss: the total loss.
-        grads: parameter name -> dE/dtheta.
-        norm2: the squared global L2 norm of ``grads``.
-        first_bad: first 0-based step with non-finite outputs, or -1.
+    Args:
+        buffers: for each buffer, its arrays as (name, shape) pairs, in order.
+        trace_names: trace key -> array name (the forward pass, as :meth:`SiteKernels.forward` returns it).
+        param_names: the parameters, in order.
     """
 
-    trace: dict
-    dO: np.ndarray
-    E: np.ndarray
-    losses: np.ndarray
-    loss: float
-    grads: dict
-    norm2: float
-    first_bad: int
+    def __init__(self, buffers: tuple[tuple[tuple[str, tuple[int, ...]], ...], ...],
+                 trace_names: dict[str, str] | None = None, param_names: tuple[str, ...] = ()):
+        self.where: dict[str, tuple[int, int, int, tuple[int, ...]]] = {}
+        self.sizes: list[int] = []
+        starts = []
+        for i, arrays in enumerate(buffers):
+            at = 0
+            for name, shape in arrays:
+                n = math.prod(shape)
+                self.where[name] = (i, at, at + n, shape)
+                starts.append(at)
+                at += -(-n // 8) * 8
+            self.sizes.append(at)
+        #: the start of every array, in the order given (what the kernel reads)
+        self.starts = np.array(starts, dtype=np.int64)
+        self.trace_names, self.param_names = trace_names or {}, param_names
+        self._groups = {prefix: tuple((p, self.where[f"{prefix} {p}"]) for p in param_names)
+                        for prefix in ("grad", "raw", "param")} if param_names else {}
+
+    def view(self, buffers: tuple[np.ndarray, ...], name: str) -> np.ndarray:
+        """The array called ``name`` in ``buffers``."""
+        i, start, stop, shape = self.where[name]
+        return buffers[i][start:stop].reshape(shape)
+
+    def per_param(self, buffers: tuple[np.ndarray, ...], prefix: str) -> dict[str, np.ndarray]:
+        """The arrays ``prefix NAME`` (prefix grad, raw or param) of every parameter, by parameter name."""
+        return {p: buffers[i][start:stop].reshape(shape) for p, (i, start, stop, shape) in self._groups[prefix]}
 
 
 class SiteKernels(ABC):
@@ -102,7 +123,7 @@ class SiteKernels(ABC):
             self.window(params, trace, dO, act, row, t, t + 1, max(0, t - k2 + 1), np.zeros((B, S)), tau)
 
     def full_bptt(self, params, xs: np.ndarray, y: np.ndarray, s0: np.ndarray, act: Activation,
-                  scale: float) -> FullPass | None:
+                  scale: float) -> tuple[float, float, int, tuple[np.ndarray, ...], Layout] | None:
         """Optional fast path: full BPTT with a built-in loss in one kernel (forward pass, loss, backward
         pass, summed parameter gradients).
 
@@ -113,7 +134,8 @@ class SiteKernels(ABC):
             scale: the reduction's factor (1 or 1/(T*B)) applied to every E_t and dE_t/do_t.
 
         Returns:
-            a :class:`FullPass`, or None where there is no fused kernel or an input is not finite.
+            (loss, squared gradient norm, first 0-based step with non-finite outputs or -1, buffers, their
+            :class:`Layout`), or None where there is no fused kernel or an input is not finite.
         """
         return None
 

@@ -22,13 +22,14 @@ during the pass. The decompositions describe the gradient before "norm"/"value" 
 from __future__ import annotations
 
 import math
+from operator import attrgetter, eq, is_
 
 import numpy as np
 
 from .. import registry
 from .. import validation as V
 from ..losses import CROSS_ENTROPY, MSE, Loss
-from ..network import Network
+from ..network import CHECKED, Network
 from .checkpoint import checkpointed_bptt
 from .passes import (Pass, by_loss_tables, chain_tables, check_table_size, clip_after, frozen, gradient, norm,
                      prepare, warn_nonfinite, warn_nonfinite_from, warn_nonfinite_gradient)
@@ -36,7 +37,7 @@ from .results import BPTTResult, Trace
 from .tiers import tier
 
 _F64 = np.dtype(np.float64)
-_SHAPES: dict[tuple, dict[str, tuple[int, ...]]] = {}
+_dtype, _shape = attrgetter("dtype"), attrgetter("shape")
 
 
 def _ready(a, shape: tuple[int, ...]) -> bool:
@@ -45,18 +46,48 @@ def _ready(a, shape: tuple[int, ...]) -> bool:
     return type(a) is np.ndarray and a.shape == shape and a.dtype is _F64 and a.flags.c_contiguous
 
 
-def _fused_full(net, xs, targets, loss, reduction, k2, clip, h0):
+class CheckedParams:
+    """A network's parameters as last found fit for a fused kernel: float64 arrays in C order of the cell's
+    shapes, and the network's state size. Checking that in full costs more than the arithmetic of a small
+    pass, so it is done when the network changes (:class:`~bpttlab.network.Network` drops this record on any
+    assignment to it, ``net.params = ...`` included) and when :meth:`holds` finds the dict changed; per call
+    only the arrays' identity, dtype and shape are compared (``a.dtype = ...`` and ``a.shape = ...`` act in
+    place), in C loops (``map``)."""
+
+    __slots__ = ("params", "names", "arrays", "dtypes", "shapes", "state_size")
+
+    def __init__(self, params: dict, names: tuple[str, ...], state_size: int):
+        self.params, self.names, self.state_size = params, names, state_size
+        self.arrays = tuple(params[name] for name in names)
+        self.dtypes, self.shapes = (_F64,) * len(names), tuple(a.shape for a in self.arrays)
+
+    @classmethod
+    def of(cls, net: Network) -> "CheckedParams | None":
+        """Check ``net``'s parameters and record them on it; None (and no record) if they do not fit."""
+        params, shapes = net.params, net.shapes
+        if not all(_ready(params.get(name), shape) for name, shape in shapes.items()):
+            return None
+        checked = net.__dict__[CHECKED] = cls(params, tuple(shapes), net.state_size)
+        return checked
+
+    def holds(self, params: dict) -> bool:
+        """Whether ``params`` is the checked dict, holding the checked arrays with their dtypes and shapes."""
+        arrays = self.arrays
+        return params is self.params and all(map(is_, map(params.get, self.names), arrays)) \
+            and all(map(is_, map(_dtype, arrays), self.dtypes)) and all(map(eq, map(_shape, arrays), self.shapes))
+
+
+def _fused_full(net, xs, targets, loss, reduction, k2, clip, h0) -> BPTTResult | None:
     """Full BPTT through the cell's fused kernel (:meth:`SiteKernels.full_bptt`) when the call qualifies.
 
-    It qualifies when the cell's compiled tier is ready, there is no truncation (k2 None or >= T) and no step clipping, the loss is the
-    built-in mse or cross_entropy, and the network's parameters and the inputs are float64 arrays in
-    C order of the right shapes. Targets and h0 are validated as usual; NaN/inf in any input make the
-    kernel stop at once. Returns None in every other case, and the general path then validates in full
-    (raising the usual errors, in the usual order) and computes the gradient. This is the hot path of
-    small problems, where checks cost more than the arithmetic: they are kept to cheap tests here.
-
-    Returns:
-        (pass, k2, clip, gradients, norm, losses, loss) or None.
+    It qualifies when the cell's compiled tier is ready, there is no truncation (k2 None or >= T) and no step
+    clipping, the loss is the built-in mse or cross_entropy, and the network's parameters and the inputs are
+    float64 arrays in C order of the right shapes. Targets and h0 are validated as usual; NaN/inf in any
+    input make the kernel stop at once. Returns None in every other case, and the general path then
+    validates in full (raising the usual errors, in the usual order) and computes the gradient. This is the
+    hot path of small problems, where checks cost more than the arithmetic: they are kept to cheap tests
+    here (the parameters' are recorded on the network, :class:`CheckedParams`), and the result's arrays are
+    made when first asked for (:class:`_FusedResult`).
     """
     if type(xs) is not np.ndarray or xs.dtype is not _F64 or not isinstance(net, Network) \
             or reduction not in V.REDUCTIONS:
@@ -66,20 +97,19 @@ def _fused_full(net, xs, targets, loss, reduction, k2, clip, h0):
         return None
     try:
         loss_obj = loss if isinstance(loss, Loss) else registry.losses.get(loss)
-        clip = V.clip(clip)
+        if clip is not None:
+            clip = V.clip(clip)
     except (TypeError, ValueError):
         return None
     if (loss_obj is not MSE and loss_obj is not CROSS_ENTROPY) or (clip is not None and clip[0] == "step"):
         return None
-    cell, D, O = net.cell, net.n_in, net.n_out
-    key = (cell, D, net.n_hidden, O)
-    shapes = _SHAPES.get(key)
-    if shapes is None:
-        shapes = _SHAPES[key] = cell.param_shapes(D, net.n_hidden, O)
     params = net.params
-    for name, shape in shapes.items():
-        if not _ready(params.get(name), shape):
+    checked = net.__dict__.get(CHECKED)
+    if checked is None or not checked.holds(params):
+        checked = CheckedParams.of(net)
+        if checked is None:
             return None
+    D, O = net.n_in, net.n_out
     shape = xs.shape
     batched = len(shape) == 3
     if not (batched or len(shape) == 2) or shape[-1] != D or 0 in shape or not xs.flags.c_contiguous:
@@ -87,29 +117,64 @@ def _fused_full(net, xs, targets, loss, reduction, k2, clip, h0):
     T, B = shape[0], shape[1] if batched else 1
     if k2 is not None and (type(k2) is not int or k2 < T):
         return None
-    batch = V.Batch(xs if batched else xs.reshape(T, 1, D), batched)
-    if loss_obj is MSE and _ready(targets, (T, B, O) if batched else (T, O)):
+    X = xs if batched else xs.reshape(T, 1, D)
+    if loss_obj is MSE and type(targets) is np.ndarray and targets.dtype is _F64 \
+            and targets.shape == ((T, B, O) if batched else (T, O)) and targets.flags.c_contiguous:
         y = targets if batched else targets.reshape(T, 1, O)
     else:
         try:
-            y = V.targets(loss_obj, targets, net, batch)
+            y = V.targets(loss_obj, targets, net, V.Batch(X, batched))
         except (TypeError, ValueError):
             return None
     if h0 is None:
-        s0 = np.zeros((B, cell.state_size(net.n_hidden, O)))
+        s0 = np.zeros((B, checked.state_size))
     else:
         try:
-            s0 = V.initial_state(net, h0, batch)
+            s0 = V.initial_state(net, h0, V.Batch(X, batched))
         except (TypeError, ValueError):
             return None
     scale = 1.0 / (T * B) if reduction == "mean" else 1.0
-    fp = runner.full_bptt(params, batch.xs, y, s0, scale)
-    if fp is None:
+    fused = runner.full_bptt(params, X, y, s0, scale)
+    if fused is None:
         return None
-    if fp.first_bad >= 0:
-        warn_nonfinite_from(fp.first_bad + 1, "output")
-    p = Pass(net, batch, s0, fp.trace, fp.E, fp.dO, scale, runner)
-    return p, k2, clip, fp.grads, math.sqrt(fp.norm2), fp.losses, fp.loss
+    loss_value, norm2, first_bad, buffers, layout = fused
+    if first_bad >= 0:
+        warn_nonfinite_from(first_bad + 1, "output")
+    size = math.sqrt(norm2)
+    warn_nonfinite_gradient(size)
+    res = _FusedResult.__new__(_FusedResult)
+    res.__dict__ = {"loss": loss_value, "grad_norm": size, "clipped": False, "k2": k2, "clip": clip, "_values": {},
+                    "_pass": (net, X, batched, s0, scale, runner, buffers, layout)}
+    if clip is not None:
+        raw = res._values["raw_grads"] = res._make("raw_grads")
+        res._values["grads"], res.clipped = clip_after(raw, size, clip)
+    return res
+
+
+class _FusedResult(BPTTResult):
+    """The result of a fused pass: its arrays are views of the kernel's flat buffers (grads, raw_grads,
+    losses, trace), made on first access, and so are the decompositions by_copy and by_loss, which run on
+    the trace with the copy of the parameters the kernel made (later edits of ``net.params`` do not reach
+    them)."""
+
+    def _make(self, name: str):
+        net, xs, batched, s0, scale, runner, buffers, layout = self._pass
+        if name == "losses":
+            return layout.view(buffers, "losses")
+        if name == "grads":
+            return layout.per_param(buffers, "grad")
+        if name == "raw_grads":
+            return layout.per_param(buffers, "raw")
+        views = {array: layout.view(buffers, array) for array in set(layout.trace_names.values())}
+        trace = {key: views[array] for key, array in layout.trace_names.items()}  # states is h, as before
+        if name == "trace":
+            return Trace(xs, trace, batched)
+        ran = Network(net.cell, net.activation, net.n_in, net.n_hidden, net.n_out, layout.per_param(buffers, "param"))
+        p = Pass(ran, V.Batch(xs, batched), s0, trace, layout.view(buffers, "E"), layout.view(buffers, "dO"), scale,
+                 runner)
+        if name == "by_copy":
+            return gradient(p, self.k2, 0.0, per_copy=True)
+        return by_loss_tables(p, self.k2, 0.0, False)
 
 
 def forward(net: Network, xs, h0=None) -> Trace:
@@ -167,21 +232,18 @@ def bptt(net: Network, xs, targets, loss="mse", reduction: str = "sum", k2: int 
         return checkpointed_bptt(net, xs, targets, loss, reduction, k2, clip, h0, checkpoint)
     fused = _fused_full(net, xs, targets, loss, reduction, k2, clip, h0)
     if fused is not None:
-        p, k2, clip, raw, size, losses, total = fused
-        tau = 0.0
-    else:
-        p = prepare(net, xs, targets, loss, reduction, h0)
-        k2 = V.positive_int(k2, "k2", allow_none=True)
-        clip = V.clip(clip)
-        tau = clip[1] if clip and clip[0] == "step" else 0.0
-        raw = gradient(p, k2, tau)
-        size = norm(raw)
-        losses, total = p.E.sum(axis=1), float(p.E.sum())
+        return fused
+    p = prepare(net, xs, targets, loss, reduction, h0)
+    k2 = V.positive_int(k2, "k2", allow_none=True)
+    clip = V.clip(clip)
+    tau = clip[1] if clip and clip[0] == "step" else 0.0
+    raw = gradient(p, k2, tau)
+    size = norm(raw)
     warn_nonfinite_gradient(size)
     grads, clipped = clip_after(raw, size, clip)
     snapshot = {k: v.copy() for k, v in net.params.items()}  # the parameters the pass ran with
     return BPTTResult(
-        loss=total, losses=losses, grads=grads, raw_grads=raw, grad_norm=size,
+        loss=float(p.E.sum()), losses=p.E.sum(axis=1), grads=grads, raw_grads=raw, grad_norm=size,
         clipped=clipped or tau > 0.0, trace=Trace(p.batch.xs, p.trace, p.batch.batched), k2=k2, clip=clip,
         _by_copy=lambda: gradient(frozen(p, snapshot), k2, tau, per_copy=True),
         _by_loss=lambda: by_loss_tables(frozen(p, snapshot), k2, tau, tau > 0.0 and k2 is None))

@@ -1,7 +1,7 @@
 """What the engine hands back: a forward pass (:class:`Trace`) and a gradient (:class:`BPTTResult`)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -43,7 +43,25 @@ class Trace:
         return f"Trace(T={T}{f', B={B}' if self.batched else ''}, h{self.h.shape}, outputs{self.outputs.shape})"
 
 
-@dataclass
+class _Lazy:
+    """A :class:`BPTTResult` attribute made on first access (by its ``_make(name)``) and kept."""
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = name
+
+    def __get__(self, res, owner=None):
+        if res is None:
+            return self
+        values = res._values
+        if self.name in values:
+            return values[self.name]
+        value = values[self.name] = res._make(self.name)  # one that raises raises again next time
+        return value
+
+    def __set__(self, res, value) -> None:
+        res._values[self.name] = value
+
+
 class BPTTResult:
     """Result of :func:`bptt`.
 
@@ -57,32 +75,31 @@ class BPTTResult:
         trace: the forward pass (None for a checkpointed pass, which does not keep it).
         by_copy: name -> (T, *shape), the gradient reaching each copy of the parameter.
         by_loss: name -> (T, *shape), dE_t/dtheta per loss (computed on first access).
+
+    by_copy and by_loss are made on first access; a subclass may make any array attribute so (the fused
+    path's result makes views of its kernel's flat buffers only when asked, since at a few time steps
+    making an array costs about as much as the arithmetic of a step).
     """
 
-    loss: float
-    losses: np.ndarray
-    grads: dict[str, np.ndarray]
-    raw_grads: dict[str, np.ndarray]
-    grad_norm: float
-    clipped: bool
-    trace: Trace
-    k2: int | None
-    clip: tuple[str, float] | None
-    _by_copy: Callable[[], dict] = field(repr=False)
-    _by_loss: Callable[[], dict] = field(repr=False)
-    _cache: dict = field(default_factory=dict, repr=False)
+    losses = _Lazy()
+    grads = _Lazy()
+    raw_grads = _Lazy()
+    trace = _Lazy()
+    by_copy = _Lazy()
+    by_loss = _Lazy()
 
-    @property
-    def by_copy(self) -> dict[str, np.ndarray]:
-        if "by_copy" not in self._cache:
-            self._cache["by_copy"] = self._by_copy()
-        return self._cache["by_copy"]
+    def __init__(self, loss: float, losses: np.ndarray, grads: dict[str, np.ndarray],
+                 raw_grads: dict[str, np.ndarray], grad_norm: float, clipped: bool, trace: Trace | None,
+                 k2: int | None, clip: tuple[str, float] | None, _by_copy: Callable[[], dict],
+                 _by_loss: Callable[[], dict]):
+        self.loss, self.grad_norm, self.clipped, self.k2, self.clip = loss, grad_norm, clipped, k2, clip
+        self._values = {"losses": losses, "grads": grads, "raw_grads": raw_grads, "trace": trace}
+        self._makers = {"by_copy": _by_copy, "by_loss": _by_loss}
 
-    @property
-    def by_loss(self) -> dict[str, np.ndarray]:
-        if "by_loss" not in self._cache:
-            self._cache["by_loss"] = self._by_loss()
-        return self._cache["by_loss"]
+    def _make(self, name: str):
+        """The lazy attribute ``name`` (a subclass may make others than by_copy and by_loss lazily: every
+        attribute not in ``_values`` is asked of this method on first access)."""
+        return self._makers[name]()
 
     def __repr__(self) -> str:
         names = ", ".join(f"{k}{v.shape}" for k, v in self.grads.items())

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..activations import Activation
 from ..cells.base import Cell
-from ..cells.sites import FullPass, SiteKernels, assemble, assemble_table, has_kernels
+from ..cells.sites import Layout, SiteKernels, assemble, assemble_table, has_kernels
 from . import compilation
 
 
@@ -139,7 +139,7 @@ class PerCopy:
         """Numbers one loss's chain table holds (to size chunks of by_loss)."""
         return T * sum(int(np.prod(s)) for s in net.shapes.values())
 
-    def full_bptt(self, params, xs, y, s0, scale) -> FullPass | None:
+    def full_bptt(self, params, xs, y, s0, scale) -> tuple[float, float, int, tuple, Layout] | None:
         return None
 
 
@@ -178,7 +178,7 @@ class Compiled:
         sizes = self.kernels.site_sizes(net.n_in, net.n_hidden, net.n_out)
         return T * (B * sum(sizes.values()) + sum(int(np.prod(s)) for s in net.shapes.values()))
 
-    def full_bptt(self, params, xs, y, s0, scale) -> FullPass | None:
+    def full_bptt(self, params, xs, y, s0, scale) -> tuple[float, float, int, tuple, Layout] | None:
         return self.kernels.full_bptt(params, xs, y, s0, self.act, scale)
 
 
