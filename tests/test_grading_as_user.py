@@ -75,14 +75,14 @@ PROBES = {PROBE: (
 SEED_SCRIPT = """\
 import json, tempfile
 from pathlib import Path
-from bpttlab import activations
+from bpttlab.cells import kernels
 from bpttlab.grading.notebook_run import numba_cache_copy, numba_cache_of
-activations.tanh(0.5)
-cache = Path(activations.tanh._cache._cache_path)
+kernels.tanh(0.5)
+cache = Path(kernels.tanh._cache._cache_path)
 seed = Path(numba_cache_copy(tempfile.mkdtemp(dir=Path.cwd())))  # in the test's folder
-print(json.dumps({"cache": str(cache), "found": str(numba_cache_of(Path(activations.__file__).parent)),
-                  "cached": sorted(p.name for p in cache.glob("activations.tanh-*")),
-                  "seeded": sorted(p.name for p in seed.rglob("activations.tanh-*"))}))
+print(json.dumps({"cache": str(cache), "found": str(numba_cache_of(Path(kernels.__file__).parent)),
+                  "cached": sorted(p.name for p in cache.glob("kernels.tanh-*")),
+                  "seeded": sorted(p.name for p in seed.rglob("kernels.tanh-*"))}))
 """
 
 
