@@ -92,25 +92,31 @@ class _Plan:
     again (their dtype, shape and order are still checked on every call: those can change in place)."""
 
     __slots__ = ("shape", "loss", "reduction", "loss_obj", "runner", "run", "scale", "s0", "target_shape",
-                 "xs", "X", "targets", "y")
+                 "inputs", "targets")
 
     def __init__(self, shape, loss, reduction, loss_obj, runner, run, scale, s0, n_out):
         self.shape, self.loss, self.reduction, self.loss_obj = shape, loss, reduction, loss_obj
         self.runner, self.run, self.scale, self.s0 = runner, run, scale, s0
         self.target_shape = shape[:-1] + (n_out,) if loss_obj is MSE else None
-        self.xs = self.X = self.targets = self.y = None
+        self.inputs = self.targets = (None, None)
 
     def call(self, net, xs, targets) -> BPTTResult | None:
         """The fused pass on ``xs`` (of this plan's shape, float64, C order) and ``targets``."""
         batched = len(self.shape) == 3
-        if xs is not self.xs:
-            self.xs, self.X = xs, xs if batched else xs.reshape(self.shape[0], 1, self.shape[1])
-        X = self.X
+        seen = self.inputs  # (array, its view) pairs, each replaced whole: safe for threads sharing a network
+        if seen[0] is xs:
+            X = seen[1]
+        else:
+            X = xs if batched else xs.reshape(self.shape[0], 1, self.shape[1])
+            self.inputs = xs, X
         if type(targets) is np.ndarray and targets.dtype is _F64 and targets.shape == self.target_shape \
-                and targets.flags.c_contiguous:  # mse targets as the kernel reads them (a view, kept)
-            if targets is not self.targets:
-                self.targets, self.y = targets, targets if batched else targets.reshape(self.shape[0], 1, -1)
-            y = self.y
+                and targets.flags.c_contiguous:  # mse targets as the kernel reads them (a view)
+            seen = self.targets
+            if seen[0] is targets:
+                y = seen[1]
+            else:
+                y = targets if batched else targets.reshape(self.shape[0], 1, -1)
+                self.targets = targets, y
         else:
             y = _fused_targets(self.loss_obj, targets, net, X, batched)
             if y is None:
