@@ -235,3 +235,20 @@ def test_the_numpy_tier_takes_over_when_compilation_is_switched_off():
         compilation.set_mode(previous)
     assert type(general) is not type(fused)
     assert_reference(general, net, xs, ys)
+
+
+def test_a_call_plan_keeps_small_inputs_alive_but_not_large_ones():
+    import gc
+    import weakref
+
+    net = bl.make("elman", n_in=1, n_hidden=3, n_out=1, seed=0)
+    for T, kept in ((10, True), (20000, False)):
+        xs, ys = np.ones((T, 1)), np.zeros((T, 1))
+        for _ in range(2):  # the second call runs on the plan the first made
+            res = bl.bptt(net, xs, ys)
+        if kept:  # the naive reference is quadratic in T
+            assert_reference(res, net, xs, ys)
+        refs = weakref.ref(xs), weakref.ref(ys)
+        del xs, ys, res  # a result keeps its inputs (by_copy and by_loss run on them)
+        gc.collect()
+        assert all((ref() is not None) == kept for ref in refs)

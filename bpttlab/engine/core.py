@@ -83,13 +83,18 @@ class CheckedParams:
             and all(map(is_, map(_dtype, arrays), self.dtypes)) and all(map(eq, map(_shape, arrays), self.shapes))
 
 
+_KEPT_SIZE = 1 << 14
+
+
 class _Plan:
     """What a fused call with default k2, clip and h0 needs that depends only on the inputs' shape, the
     loss and the reduction (and on the parameter arrays, since it lives on their :class:`CheckedParams`):
     a repeat call then costs a few identity checks and the kernel call. ``s0`` is a zero initial state
     made once (the kernel only reads it, and the result's trace holds a copy, ``h[0]``); the last inputs
     and mse targets are kept with their (T, B, n) views, since a training loop passes the same arrays
-    again (their dtype, shape and order are still checked on every call: those can change in place)."""
+    again (their dtype, shape and order are still checked on every call: those can change in place), if
+    they are small (up to ``_KEPT_SIZE`` numbers: where a view costs more than the pass, and keeping the
+    arrays alive costs little)."""
 
     __slots__ = ("shape", "loss", "reduction", "loss_obj", "runner", "run", "scale", "s0", "target_shape",
                  "inputs", "targets")
@@ -108,7 +113,8 @@ class _Plan:
             X = seen[1]
         else:
             X = xs if batched else xs.reshape(self.shape[0], 1, self.shape[1])
-            self.inputs = xs, X
+            if xs.size <= _KEPT_SIZE:
+                self.inputs = xs, X
         if type(targets) is np.ndarray and targets.dtype is _F64 and targets.shape == self.target_shape \
                 and targets.flags.c_contiguous:  # mse targets as the kernel reads them (a view)
             seen = self.targets
@@ -116,7 +122,8 @@ class _Plan:
                 y = seen[1]
             else:
                 y = targets if batched else targets.reshape(self.shape[0], 1, -1)
-                self.targets = targets, y
+                if targets.size <= _KEPT_SIZE:
+                    self.targets = targets, y
         else:
             y = _fused_targets(self.loss_obj, targets, net, X, batched)
             if y is None:
