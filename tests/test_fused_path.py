@@ -150,3 +150,105 @@ def test_copies_of_a_network_with_checked_parameters_follow_their_own_edits():
         assert_matches(bl.bptt(other, xs, ys), other.params, xs, ys)
         other.params["W"] = other.params["W"] - 0.1
     assert_matches(bl.bptt(net, xs, ys), net.params, xs, ys)
+
+
+def assert_reference(res, net, xs, ys, **kw):
+    """res against the naive reference for the same call."""
+    ref = naive.bptt("elman", "tanh", net.params, xs, ys, **kw)
+    assert res.loss == pytest.approx(ref.loss, rel=1e-12)
+    for k, g in ref.grads.items():
+        np.testing.assert_allclose(res.grads[k], g, rtol=1e-10, atol=1e-12)
+
+
+def test_the_kept_call_plan_follows_every_change_of_size_loss_reduction_clip_and_h0():
+    """A repeat call reuses what the last one found out about its sizes; any other call must not."""
+    net, xs, ys = problem()
+    rng = np.random.default_rng(3)
+    batch = rng.normal(size=(10, 4, 1)), rng.normal(size=(10, 4, 1))
+    short = xs[:6].copy(), ys[:6].copy()
+    classes = np.zeros(10, dtype=np.int64)
+    h0 = np.full(3, 0.5)
+    calls = [
+        ((xs, ys), {}), ((xs, ys), {}), (short, {}), (batch, {}), ((xs, ys), {"reduction": "mean"}),
+        ((xs, ys), {"loss": "cross_entropy"}), ((xs, classes), {"loss": "cross_entropy"}), ((xs, ys), {"h0": h0}),
+        ((xs, ys), {"clip": ("norm", 0.01)}), ((xs, ys), {"k2": 20}), ((xs, ys), {}), (short, {"reduction": "mean"}),
+    ]
+    for (x, y), kw in calls:
+        if kw.get("loss") == "cross_entropy" and y.dtype != np.int64:
+            with pytest.raises((TypeError, ValueError)):
+                bl.bptt(net, x, y, **kw)
+            continue
+        res = bl.bptt(net, x, y, **kw)
+        assert_reference(res, net, x, y, **{k: v for k, v in kw.items() if k != "k2"})
+        if "clip" in kw:
+            assert res.clipped and res.grad_norm > 0.01
+
+
+def test_writing_into_a_result_reaches_neither_the_next_call_nor_another_result():
+    net, xs, ys = problem()
+    first = bl.bptt(net, xs, ys)
+    expected = bl.bptt(net.copy(), xs, ys)
+    for array in (first.trace.h, first.trace.arrays["a"], first.trace.outputs, first.losses, *first.grads.values(),
+                  *first.raw_grads.values()):
+        array += 1.0  # the zero initial state's copy h[0] included
+    second = bl.bptt(net, xs, ys)
+    assert second.loss == expected.loss
+    for k in "WUbVc":
+        assert second.grads[k].tobytes() == expected.grads[k].tobytes()
+    assert second.trace.h.tobytes() == expected.trace.h.tobytes() and not second.trace.h[0].any()
+
+
+def test_inputs_and_targets_edited_in_place_between_calls_are_seen():
+    net, xs, ys = problem()
+    bl.bptt(net, xs, ys)
+    xs[3] += 1.0
+    ys[:] = 0.25
+    assert_reference(bl.bptt(net, xs, ys), net, xs, ys)
+    ys.dtype = np.int64  # the same targets object, other numbers: converted as before
+    assert_reference(bl.bptt(net, xs, ys), net, xs, ys.astype(np.float64))
+    ys.dtype = np.float64
+    ys[:] = -0.5
+    assert_reference(bl.bptt(net, xs, ys), net, xs, ys)
+    xs[5] = np.inf
+    with pytest.raises(ValueError, match="xs contains NaN or inf"):
+        bl.bptt(net, xs, ys)
+
+
+def test_a_deep_copy_runs_on_its_own_arrays():
+    net, xs, ys = problem()
+    bl.bptt(net, xs, ys)
+    other = copy.deepcopy(net)
+    other.params["W"] += 0.2  # in place: the copy's checked arrays, not the original's
+    assert_reference(bl.bptt(other, xs, ys), other, xs, ys)
+    assert_reference(bl.bptt(net, xs, ys), net, xs, ys)
+
+
+def test_the_numpy_tier_takes_over_when_compilation_is_switched_off():
+    from bpttlab.engine import compilation
+
+    net, xs, ys = problem()
+    fused = bl.bptt(net, xs, ys)
+    previous = compilation.set_mode("off")
+    try:
+        general = bl.bptt(net, xs, ys)
+    finally:
+        compilation.set_mode(previous)
+    assert type(general) is not type(fused)
+    assert_reference(general, net, xs, ys)
+
+
+def test_a_call_plan_keeps_small_inputs_alive_but_not_large_ones():
+    import gc
+    import weakref
+
+    net = bl.make("elman", n_in=1, n_hidden=3, n_out=1, seed=0)
+    for T, kept in ((10, True), (20000, False)):
+        xs, ys = np.ones((T, 1)), np.zeros((T, 1))
+        for _ in range(2):  # the second call runs on the plan the first made
+            res = bl.bptt(net, xs, ys)
+        if kept:  # the naive reference is quadratic in T
+            assert_reference(res, net, xs, ys)
+        refs = weakref.ref(xs), weakref.ref(ys)
+        del xs, ys, res  # a result keeps its inputs (by_copy and by_loss run on them)
+        gc.collect()
+        assert all((ref() is not None) == kept for ref in refs)

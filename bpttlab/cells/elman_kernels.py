@@ -47,18 +47,25 @@ def _forward(W, U, b, V, c, X, s0, code, A, Hs, Out):
 @njit(**KERNEL_OPTIONS)
 def _copy_into(source, out, at):
     """out[at:at + source.size] = source, flattened (a loop: an array assigned to a slice compiles Numba's
-    shape-error formatting)."""
+    shape-error formatting); returns 0.0 when every entry is finite, NaN otherwise (as ``nonfinite_probe``,
+    in the same pass)."""
     flat = source.reshape(source.size)
+    probe = 0.0
     for i in range(flat.size):
-        out[at + i] = flat[i]
+        v = flat[i]
+        out[at + i] = v
+        probe += v * 0.0
+    return probe
 
 
 @njit(**KERNEL_OPTIONS)
 def _full_bptt(W, U, b, V, c, X, Y, classes, s0, code, scale, at, trace, small, dA):
     r"""Full BPTT with a built-in loss in one pass; returns (probe, first_bad, loss, squared norm).
 
-    probe is NaN (and nothing else is computed) when an input is not finite; first_bad is the first
-    0-based step with non-finite outputs, or -1. Backward, with :math:`\bar a_t` held in dA[t]:
+    probe is NaN when an input is not finite, and then nothing else it returns means anything (the
+    inputs, targets and initial state are probed first and nothing is computed if they fail; the
+    parameters are probed while they are copied, at the end); first_bad is the first 0-based step with
+    non-finite outputs, or -1. Backward, with :math:`\bar a_t` held in dA[t]:
 
     .. math::
 
@@ -69,12 +76,12 @@ def _full_bptt(W, U, b, V, c, X, Y, classes, s0, code, scale, at, trace, small, 
 
     The arrays are carved out of two flat buffers (the :class:`~bpttlab.cells.sites.Layout` of
     :func:`_packing`, whose starts ``at`` lists): ``trace`` holds a, h, outputs, dO and E, ``small`` the
-    losses and, for W, U, b, V, c in turn, the gradients, a copy of them and a copy of the parameters. A
+    losses and, for W, U, b, V, c in turn, the gradients, a copy of them and a copy of the parameters (at
+    small sizes both are one buffer, passed twice, with the starts counted from its beginning). A
     Numba call costs per argument it unboxes (about 50 ns), so 15 arguments instead of 23 matter at small
     sizes. dA is scratch of at least T*B*H numbers, or smaller, and then made here.
     """
-    probe = (nonfinite_probe(W) + nonfinite_probe(U) + nonfinite_probe(b) + nonfinite_probe(V)
-             + nonfinite_probe(c) + nonfinite_probe(X) + nonfinite_probe(Y) + nonfinite_probe(s0))
+    probe = nonfinite_probe(X) + nonfinite_probe(Y) + nonfinite_probe(s0)  # the parameters': when copied
     if probe != 0.0:
         return probe, -1, 0.0, 0.0
     T, B, D = X.shape
@@ -116,12 +123,9 @@ def _full_bptt(W, U, b, V, c, X, Y, classes, s0, code, scale, at, trace, small, 
     norm2 = sum_squares(gW) + sum_squares(gU) + sum_squares(gb) + sum_squares(gV) + sum_squares(gc)
     for i in range(at[11] - at[6]):  # the raw gradients: a copy of the five gradients, laid out alike
         small[at[11] + i] = small[at[6] + i]
-    _copy_into(W, small, at[16])
-    _copy_into(U, small, at[17])
-    _copy_into(b, small, at[18])
-    _copy_into(V, small, at[19])
-    _copy_into(c, small, at[20])
-    return 0.0, first_bad, total, norm2
+    probe = (_copy_into(W, small, at[16]) + _copy_into(U, small, at[17]) + _copy_into(b, small, at[18])
+             + _copy_into(V, small, at[19]) + _copy_into(c, small, at[20]))
+    return probe, first_bad, total, norm2
 
 
 @njit(cache=True)
@@ -167,7 +171,11 @@ def _packing(T: int, B: int, D: int, H: int, O: int) -> Layout:
     trace = (("a", (T, B, H)), ("h", (T + 1, B, H)), ("outputs", (T, B, O)), ("dO", (T, B, O)), ("E", (T, B)))
     small = (("losses", (T,)),) + tuple((f"{kind} {name}", shapes[name]) for kind in ("grad", "raw", "param")
                                         for name in _PARAMS)
-    return Layout((trace, small), {"states": "h", "h": "h", "a": "a", "outputs": "outputs"}, _PARAMS)
+    trace_names = {"states": "h", "h": "h", "a": "a", "outputs": "outputs"}
+    layout = Layout((trace, small), trace_names, _PARAMS)
+    if layout.sizes[0] < _RESULTS.min_size:  # a fresh trace buffer: one for both (one allocation fewer)
+        layout = Layout((trace + small,), trace_names, _PARAMS)
+    return layout
 
 
 class ElmanKernels(SiteKernels):
@@ -188,21 +196,34 @@ class ElmanKernels(SiteKernels):
         return {"states": Hs, "h": Hs, "a": A, "outputs": Out}
 
     def full_bptt(self, params, xs, y, s0, act, scale):
-        T, B, D = xs.shape
+        T, B, _ = xs.shape
+        return self.prepared_full_bptt(params, T, B, act)(xs, y, s0, scale)
+
+    def prepared_full_bptt(self, params, T, B, act):
         W, U, b, V, c = params["W"], params["U"], params["b"], params["V"], params["c"]
-        H, O = W.shape[0], V.shape[0]
+        H, D, O = W.shape[0], U.shape[1], V.shape[0]
         layout = _packing(T, B, D, H, O)
-        n_trace, n_small = layout.sizes
-        trace = np.empty(n_trace) if n_trace < _RESULTS.min_size else _RESULTS.take((n_trace,))[0]
+        starts, code = layout.starts, act.code
+        sizes = layout.sizes  # (trace, small) or, at small sizes, (both,): see _packing
         n = T * B * H
-        dA = _SCRATCH.get("dA", (n,)) if n >= _SCRATCH.min_size else _NO_SCRATCH
-        small = np.empty(n_small)
-        Y, classes = (y, NO_CLASSES) if y.ndim == 3 else (NO_TARGETS, y)  # y: int64 classes for cross_entropy
-        probe, first_bad, loss, norm2 = _full_bptt(W, U, b, V, c, xs, Y, classes, s0, act.code, scale,
-                                                   layout.starts, trace, small, dA)
-        if probe != 0.0:
-            return None
-        return loss, norm2, first_bad, (trace, small), layout
+        scratch = n >= _SCRATCH.min_size
+
+        def run(xs, y, s0, scale):
+            if len(sizes) == 1:
+                trace = small = np.empty(sizes[0])
+                buffers = (trace,)
+            else:
+                trace, small = _RESULTS.take((sizes[0],))[0], np.empty(sizes[1])
+                buffers = (trace, small)
+            dA = _SCRATCH.get("dA", (n,)) if scratch else _NO_SCRATCH
+            Y, classes = (y, NO_CLASSES) if y.ndim == 3 else (NO_TARGETS, y)  # y: int64 classes for cross_entropy
+            probe, first_bad, loss, norm2 = _full_bptt(W, U, b, V, c, xs, Y, classes, s0, code, scale, starts,
+                                                       trace, small, dA)
+            if probe != 0.0:
+                return None
+            return loss, norm2, first_bad, buffers, layout
+
+        return run
 
     def window(self, params, trace, dO, act, cots, loss_lo, t_hi, k_lo, carry, tau):
         carry = np.array(carry, dtype=np.float64, order="C")

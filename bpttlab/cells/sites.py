@@ -71,7 +71,8 @@ class Layout:
 
     def per_param(self, buffers: tuple[np.ndarray, ...], prefix: str) -> dict[str, np.ndarray]:
         """The arrays ``prefix NAME`` (prefix grad, raw or param) of every parameter, by parameter name."""
-        return {p: buffers[i][start:stop].reshape(shape) for p, (i, start, stop, shape) in self._groups[prefix]}
+        return {p: buffers[i][start:stop] if len(shape) == 1 else buffers[i][start:stop].reshape(shape)
+                for p, (i, start, stop, shape) in self._groups[prefix]}
 
 
 class SiteKernels(ABC):
@@ -138,6 +139,13 @@ class SiteKernels(ABC):
             :class:`Layout`), or None where there is no fused kernel or an input is not finite.
         """
         return None
+
+    def prepared_full_bptt(self, params, T: int, B: int, act: Activation):
+        """Optional: :meth:`full_bptt` made ready for repeated calls at this (T, B) with these parameter
+        arrays (their contents may change between calls, not the arrays), as a function
+        ``(xs, y, s0, scale)`` returning what :meth:`full_bptt` returns; the look-ups that depend only on
+        the sizes are done here, once. The default just calls :meth:`full_bptt`."""
+        return lambda xs, y, s0, scale: self.full_bptt(params, xs, y, s0, act, scale)
 
 
 class CompiledKernels:

@@ -30,6 +30,7 @@ from .. import registry
 from .. import validation as V
 from ..losses import CROSS_ENTROPY, MSE, Loss
 from ..network import CHECKED, Network
+from . import compilation
 from .checkpoint import checkpointed_bptt
 from .passes import (Pass, by_loss_tables, chain_tables, check_table_size, clip_after, frozen, gradient, norm,
                      prepare, warn_nonfinite, warn_nonfinite_from, warn_nonfinite_gradient)
@@ -52,12 +53,13 @@ class CheckedParams:
     pass, so it is done when the network changes (:class:`~bpttlab.network.Network` drops this record on any
     assignment to it, ``net.params = ...`` included) and when :meth:`holds` finds the dict changed; per call
     only the arrays' identity, dtype and shape are compared (``a.dtype = ...`` and ``a.shape = ...`` act in
-    place), in C loops (``map``)."""
+    place), in C loops (``map``). ``plan`` is the :class:`_Plan` of the last fused call, which goes with
+    this record."""
 
-    __slots__ = ("params", "names", "arrays", "dtypes", "shapes", "state_size")
+    __slots__ = ("params", "names", "arrays", "dtypes", "shapes", "state_size", "plan")
 
     def __init__(self, params: dict, names: tuple[str, ...], state_size: int):
-        self.params, self.names, self.state_size = params, names, state_size
+        self.params, self.names, self.state_size, self.plan = params, names, state_size, None
         self.arrays = tuple(params[name] for name in names)
         self.dtypes, self.shapes = (_F64,) * len(names), tuple(a.shape for a in self.arrays)
 
@@ -70,11 +72,85 @@ class CheckedParams:
         checked = net.__dict__[CHECKED] = cls(params, tuple(shapes), net.state_size)
         return checked
 
+    def __getstate__(self):
+        """Copies and pickles start without the plan (it holds a function of this record's arrays)."""
+        return None, {slot: None if slot == "plan" else getattr(self, slot) for slot in self.__slots__}
+
     def holds(self, params: dict) -> bool:
         """Whether ``params`` is the checked dict, holding the checked arrays with their dtypes and shapes."""
         arrays = self.arrays
         return params is self.params and all(map(is_, map(params.get, self.names), arrays)) \
             and all(map(is_, map(_dtype, arrays), self.dtypes)) and all(map(eq, map(_shape, arrays), self.shapes))
+
+
+_KEPT_SIZE = 1 << 14
+
+
+class _Plan:
+    """What a fused call with default k2, clip and h0 needs that depends only on the inputs' shape, the
+    loss and the reduction (and on the parameter arrays, since it lives on their :class:`CheckedParams`):
+    a repeat call then costs a few identity checks and the kernel call. ``s0`` is a zero initial state
+    made once (the kernel only reads it, and the result's trace holds a copy, ``h[0]``); the last inputs
+    and mse targets are kept with their (T, B, n) views, since a training loop passes the same arrays
+    again (their dtype, shape and order are still checked on every call: those can change in place), if
+    they are small (up to ``_KEPT_SIZE`` numbers: where a view costs more than the pass, and keeping the
+    arrays alive costs little)."""
+
+    __slots__ = ("shape", "loss", "reduction", "loss_obj", "runner", "run", "scale", "s0", "target_shape",
+                 "inputs", "targets")
+
+    def __init__(self, shape, loss, reduction, loss_obj, runner, run, scale, s0, n_out):
+        self.shape, self.loss, self.reduction, self.loss_obj = shape, loss, reduction, loss_obj
+        self.runner, self.run, self.scale, self.s0 = runner, run, scale, s0
+        self.target_shape = shape[:-1] + (n_out,) if loss_obj is MSE else None
+        self.inputs = self.targets = (None, None)
+
+    def call(self, net, xs, targets) -> BPTTResult | None:
+        """The fused pass on ``xs`` (of this plan's shape, float64, C order) and ``targets``."""
+        batched = len(self.shape) == 3
+        seen = self.inputs  # (array, its view) pairs, each replaced whole: safe for threads sharing a network
+        if seen[0] is xs:
+            X = seen[1]
+        else:
+            X = xs if batched else xs.reshape(self.shape[0], 1, self.shape[1])
+            if xs.size <= _KEPT_SIZE:
+                self.inputs = xs, X
+        if type(targets) is np.ndarray and targets.dtype is _F64 and targets.shape == self.target_shape \
+                and targets.flags.c_contiguous:  # mse targets as the kernel reads them (a view)
+            seen = self.targets
+            if seen[0] is targets:
+                y = seen[1]
+            else:
+                y = targets if batched else targets.reshape(self.shape[0], 1, -1)
+                if targets.size <= _KEPT_SIZE:
+                    self.targets = targets, y
+        else:
+            y = _fused_targets(self.loss_obj, targets, net, X, batched)
+            if y is None:
+                return None
+        return _fused_result(net, X, batched, self.s0, self.scale, self.runner, self.run(X, y, self.s0, self.scale),
+                             None, None)
+
+
+def _loss_object(loss) -> Loss | None:
+    """The Loss that ``loss`` names, or None where it names none."""
+    try:
+        return loss if isinstance(loss, Loss) else registry.losses.get(loss)
+    except (TypeError, ValueError):
+        return None
+
+
+def _fused_targets(loss_obj, targets, net, X, batched: bool):
+    """The targets as the fused kernel takes them ((T, B, O) floats or (T, B) classes), or None where they
+    are not valid (the general path then raises)."""
+    T, B, _ = X.shape
+    if loss_obj is MSE and type(targets) is np.ndarray and targets.dtype is _F64 \
+            and targets.shape == ((T, B, net.n_out) if batched else (T, net.n_out)) and targets.flags.c_contiguous:
+        return targets if batched else targets.reshape(T, 1, net.n_out)
+    try:
+        return V.targets(loss_obj, targets, net, V.Batch(X, batched))
+    except (TypeError, ValueError):
+        return None
 
 
 def _fused_full(net, xs, targets, loss, reduction, k2, clip, h0) -> BPTTResult | None:
@@ -86,17 +162,25 @@ def _fused_full(net, xs, targets, loss, reduction, k2, clip, h0) -> BPTTResult |
     input make the kernel stop at once. Returns None in every other case, and the general path then
     validates in full (raising the usual errors, in the usual order) and computes the gradient. This is the
     hot path of small problems, where checks cost more than the arithmetic: they are kept to cheap tests
-    here (the parameters' are recorded on the network, :class:`CheckedParams`), and the result's arrays are
+    here (the parameters' are recorded on the network, :class:`CheckedParams`, and with default k2, clip
+    and h0 what depends only on the sizes is kept there too, :class:`_Plan`), and the result's arrays are
     made when first asked for (:class:`_FusedResult`).
     """
-    if type(xs) is not np.ndarray or xs.dtype is not _F64 or not isinstance(net, Network) \
-            or reduction not in V.REDUCTIONS:
+    if type(xs) is not np.ndarray or xs.dtype is not _F64 or not isinstance(net, Network):
+        return None
+    checked = net.__dict__.get(CHECKED)
+    plan = checked.plan if checked is not None and k2 is None and clip is None and h0 is None else None
+    if plan is not None and plan.shape == xs.shape and plan.loss is loss and plan.reduction is reduction \
+            and xs.flags.c_contiguous and checked.holds(net.params) and compilation.mode() != "off" \
+            and _loss_object(loss) is plan.loss_obj:
+        return plan.call(net, xs, targets)
+    if reduction not in V.REDUCTIONS:
         return None
     runner = tier(net.cell, net.activation)
     if not runner.compiled:
         return None
+    loss_obj = _loss_object(loss)
     try:
-        loss_obj = loss if isinstance(loss, Loss) else registry.losses.get(loss)
         if clip is not None:
             clip = V.clip(clip)
     except (TypeError, ValueError):
@@ -104,28 +188,21 @@ def _fused_full(net, xs, targets, loss, reduction, k2, clip, h0) -> BPTTResult |
     if (loss_obj is not MSE and loss_obj is not CROSS_ENTROPY) or (clip is not None and clip[0] == "step"):
         return None
     params = net.params
-    checked = net.__dict__.get(CHECKED)
     if checked is None or not checked.holds(params):
         checked = CheckedParams.of(net)
         if checked is None:
             return None
-    D, O = net.n_in, net.n_out
     shape = xs.shape
     batched = len(shape) == 3
-    if not (batched or len(shape) == 2) or shape[-1] != D or 0 in shape or not xs.flags.c_contiguous:
+    if not (batched or len(shape) == 2) or shape[-1] != net.n_in or 0 in shape or not xs.flags.c_contiguous:
         return None
     T, B = shape[0], shape[1] if batched else 1
     if k2 is not None and (type(k2) is not int or k2 < T):
         return None
-    X = xs if batched else xs.reshape(T, 1, D)
-    if loss_obj is MSE and type(targets) is np.ndarray and targets.dtype is _F64 \
-            and targets.shape == ((T, B, O) if batched else (T, O)) and targets.flags.c_contiguous:
-        y = targets if batched else targets.reshape(T, 1, O)
-    else:
-        try:
-            y = V.targets(loss_obj, targets, net, V.Batch(X, batched))
-        except (TypeError, ValueError):
-            return None
+    X = xs if batched else xs.reshape(T, 1, net.n_in)
+    y = _fused_targets(loss_obj, targets, net, X, batched)
+    if y is None:
+        return None
     if h0 is None:
         s0 = np.zeros((B, checked.state_size))
     else:
@@ -134,7 +211,14 @@ def _fused_full(net, xs, targets, loss, reduction, k2, clip, h0) -> BPTTResult |
         except (TypeError, ValueError):
             return None
     scale = 1.0 / (T * B) if reduction == "mean" else 1.0
-    fused = runner.full_bptt(params, X, y, s0, scale)
+    run = runner.prepared_full_bptt(params, T, B)
+    if k2 is None and clip is None and h0 is None:
+        checked.plan = _Plan(shape, loss, reduction, loss_obj, runner, run, scale, s0, net.n_out)
+    return _fused_result(net, X, batched, s0, scale, runner, run(X, y, s0, scale), k2, clip)
+
+
+def _fused_result(net, X, batched, s0, scale, runner, fused, k2, clip) -> BPTTResult | None:
+    """The result of a fused kernel's pass (None where the kernel declined: an input is not finite)."""
     if fused is None:
         return None
     loss_value, norm2, first_bad, buffers, layout = fused

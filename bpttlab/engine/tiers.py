@@ -181,6 +181,9 @@ class Compiled:
     def full_bptt(self, params, xs, y, s0, scale) -> tuple[float, float, int, tuple, Layout] | None:
         return self.kernels.full_bptt(params, xs, y, s0, self.act, scale)
 
+    def prepared_full_bptt(self, params, T: int, B: int):
+        return self.kernels.prepared_full_bptt(params, T, B, self.act)
+
 
 def _shapes(params) -> dict[str, tuple[int, ...]]:
     return {name: p.shape for name, p in params.items()}
