@@ -207,14 +207,17 @@ def open_notebook(lab, page):
 
 def run_cell(page, cell) -> None:
     """Shift+Enter in the cell, then wait for its prompt to show an execution count."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect
 
+    loading = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Spinner").first
     for _ in range(3):  # a click can miss while the page still settles (an extension adding its toolbar)
-        cell.locator(".jp-InputArea-editor").click()
+        expect(loading).to_be_hidden(timeout=WAIT_MS)  # the panel's spinner covers it while the file loads
         try:
+            cell.locator(".jp-InputArea-editor").click(timeout=10_000)
             expect(cell).to_have_class(re.compile(r"\bjp-mod-active\b"), timeout=5_000)
             break
-        except AssertionError:
+        except (AssertionError, PlaywrightTimeout):
             continue
     page.keyboard.press("Shift+Enter")
     expect(cell.locator(".jp-InputArea-prompt")).to_have_text(re.compile(r"\[\d+\]:"), timeout=WAIT_MS)
