@@ -210,8 +210,10 @@ def test_after_warm_a_fresh_process_loads_every_kernel_of_every_cell_from_the_ca
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
     out = subprocess.run([str(BPTTLAB), "warm"], capture_output=True, text=True, timeout=900, env=env)
     assert out.returncode == 0, out.stderr
+    # run outside the checkout: ``python -c`` there would import its bpttlab/ folder, not the installed
+    # package that ``bpttlab warm`` compiled (Numba caches kernels per source file)
     fresh = subprocess.run([sys.executable, "-c", COMPILES_NOTHING], capture_output=True, text=True,
-                           timeout=300, env=env, check=True)
+                           timeout=300, env=env, check=True, cwd=tmp_path)
     assert fresh.stdout == "[] True\n"
 
 
