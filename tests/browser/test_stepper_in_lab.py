@@ -9,22 +9,13 @@ from __future__ import annotations
 import re
 
 import pytest
+from lab_cells import run_cell
 
 pytestmark = pytest.mark.browser
 
 CHAPTER = "04-vanishing-exploding.ipynb"
 #: Longest wait for one thing to appear (the kernel start and the first engine call included).
 WAIT_MS = 45_000
-
-
-def _run_cell(page, cell) -> None:
-    """Run ``cell`` (Shift+Enter in its editor) and wait until the kernel has finished it: its prompt
-    goes from [ ] (outputs were cleared) through [*] to [n]."""
-    from playwright.sync_api import expect
-
-    cell.locator(".jp-InputArea-editor").click()
-    page.keyboard.press("Shift+Enter")
-    expect(cell.locator(".jp-InputArea-prompt")).to_have_text(re.compile(r"\[\d+\]:"), timeout=WAIT_MS)
 
 
 def test_the_stepper_renders_and_next_moves_the_highlighted_step(lab, page, artifacts):
@@ -39,9 +30,9 @@ def test_the_stepper_renders_and_next_moves_the_highlighted_step(lab, page, arti
     assert page.locator(".jp-Dialog").count() == 0, "JupyterLab asked for a kernel: is 'bpttlab' installed?"
 
     setup = notebook.locator(".jp-CodeCell").first
-    _run_cell(page, setup)
+    run_cell(page, setup, WAIT_MS)
     cell = notebook.locator(".jp-CodeCell", has_text="%bptt step").first
-    _run_cell(page, cell)
+    run_cell(page, cell, WAIT_MS)
 
     output = cell.locator(".jp-Cell-outputArea")
     stepper = output.locator(".widget-vbox.bpttlab-stepper")

@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 
 import bpttlab as bl
+from lab_cells import run_cell
 
 pytestmark = pytest.mark.browser
 
@@ -201,26 +202,8 @@ def open_notebook(lab, page):
     expect(notebook.locator(".jp-Cell").first).to_be_visible(timeout=WAIT_MS)
     kernel = page.locator(".jp-StatusBar-TextItem", has_text=re.compile(r"BPTT Lab \(Python 3\) \| Idle"))
     expect(kernel).to_be_visible(timeout=WAIT_MS)
-    run_cell(page, notebook.locator(".jp-CodeCell").nth(0))
+    run_cell(page, notebook.locator(".jp-CodeCell").nth(0), WAIT_MS)
     return notebook
-
-
-def run_cell(page, cell) -> None:
-    """Shift+Enter in the cell, then wait for its prompt to show an execution count."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
-    from playwright.sync_api import expect
-
-    loading = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Spinner").first
-    for _ in range(3):  # a click can miss while the page still settles (an extension adding its toolbar)
-        expect(loading).to_be_hidden(timeout=WAIT_MS)  # the panel's spinner covers it while the file loads
-        try:
-            cell.locator(".jp-InputArea-editor").click(timeout=10_000)
-            expect(cell).to_have_class(re.compile(r"\bjp-mod-active\b"), timeout=5_000)
-            break
-        except (AssertionError, PlaywrightTimeout):
-            continue
-    page.keyboard.press("Shift+Enter")
-    expect(cell.locator(".jp-InputArea-prompt")).to_have_text(re.compile(r"\[\d+\]:"), timeout=WAIT_MS)
 
 
 def widget_of(page, notebook, index: int, css: str):
@@ -228,7 +211,7 @@ def widget_of(page, notebook, index: int, css: str):
     from playwright.sync_api import expect
 
     cell = notebook.locator(".jp-CodeCell").nth(index)
-    run_cell(page, cell)
+    run_cell(page, cell, WAIT_MS)
     output = cell.locator(".jp-Cell-outputArea")
     widget = output.locator(css)
     expect(widget.or_(output.get_by_text("Error displaying widget"))).to_be_visible(timeout=WAIT_MS)
