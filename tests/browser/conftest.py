@@ -129,7 +129,10 @@ class Lab:
     root: Path
 
     def notebook_url(self, name: str) -> str:
-        return f"{self.url}/lab/tree/{name}?token={self.token}"
+        """The notebook ``name`` in a workspace of its own: in the default one, JupyterLab would first
+        restore the tabs an earlier test left open, and a cell locator of the visible notebook could meet
+        another notebook's cell while the page still switches tabs."""
+        return f"{self.url}/lab/workspaces/test-{secrets.token_hex(4)}/tree/{name}?token={self.token}"
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Running a notebook cell in JupyterLab from Playwright, the way a student does: click, Shift+Enter.
+"""Opening a notebook and running its cells in JupyterLab from Playwright, the way a student does.
 
 Under load (two cores, a kernel compiling in the background) a click can land while the panel still
 settles and a key press can go nowhere, which leaves the cell unrun: its prompt stays as it was (``[ ]:``
@@ -16,6 +16,23 @@ TAKEN_MS = 10_000
 ATTEMPTS = 4
 
 FINISHED = re.compile(r"\[\d+\]:")
+
+
+def open_notebook(page, url: str, name: str, wait_ms: int):
+    """Go to ``url`` (a notebook called ``name``), wait until it is the visible tab, its first cell is shown
+    and its kernel, BPTT Lab, is connected and idle; return the notebook's locator."""
+    from playwright.sync_api import expect
+
+    page.goto(url)
+    current = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current")
+    expect(current).to_contain_text(name, timeout=wait_ms)
+    notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook")
+    expect(notebook.locator(".jp-Cell").first).to_be_visible(timeout=wait_ms)
+    # the status bar names the kernel and its state once the kernel is connected
+    kernel = page.locator(".jp-StatusBar-TextItem", has_text=re.compile(r"BPTT Lab \(Python 3\) \| Idle"))
+    expect(kernel).to_be_visible(timeout=wait_ms)
+    assert page.locator(".jp-Dialog").count() == 0, "JupyterLab asked for a kernel: is 'bpttlab' installed?"
+    return notebook
 
 
 def run_cell(page, cell, wait_ms: int) -> None:

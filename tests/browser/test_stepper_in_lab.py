@@ -6,10 +6,8 @@ highlighted step of the drawing moved to the next event, and saves a screenshot 
 """
 from __future__ import annotations
 
-import re
-
 import pytest
-from lab_cells import run_cell
+from lab_cells import open_notebook, run_cell
 
 pytestmark = pytest.mark.browser
 
@@ -21,14 +19,7 @@ WAIT_MS = 45_000
 def test_the_stepper_renders_and_next_moves_the_highlighted_step(lab, page, artifacts):
     from playwright.sync_api import expect
 
-    page.goto(lab.notebook_url(CHAPTER))
-    notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook")
-    expect(notebook.locator(".jp-Cell").first).to_be_visible(timeout=WAIT_MS)
-    # the status bar names the kernel and its state once the kernel is connected
-    kernel = page.locator(".jp-StatusBar-TextItem", has_text=re.compile(r"BPTT Lab \(Python 3\) \| Idle"))
-    expect(kernel).to_be_visible(timeout=WAIT_MS)
-    assert page.locator(".jp-Dialog").count() == 0, "JupyterLab asked for a kernel: is 'bpttlab' installed?"
-
+    notebook = open_notebook(page, lab.notebook_url(CHAPTER), CHAPTER, WAIT_MS)
     setup = notebook.locator(".jp-CodeCell").first
     run_cell(page, setup, WAIT_MS)
     cell = notebook.locator(".jp-CodeCell", has_text="%bptt step").first

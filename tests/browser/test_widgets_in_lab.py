@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 
 import bpttlab as bl
-from lab_cells import run_cell
+from lab_cells import open_notebook, run_cell
 
 pytestmark = pytest.mark.browser
 
@@ -192,16 +192,10 @@ def check_flow(flow, net, xs, ys, summary_has: str, **settings) -> None:
 # -- driving JupyterLab ------------------------------------------------------------------------------
 
 
-def open_notebook(lab, page):
+def open_widgets_notebook(lab, page):
     """Open the test notebook (copied into the served folder) and run its set-up cell."""
-    from playwright.sync_api import expect
-
     shutil.copy(NOTEBOOK, lab.root / NOTEBOOK.name)
-    page.goto(lab.notebook_url(NOTEBOOK.name))
-    notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook")
-    expect(notebook.locator(".jp-Cell").first).to_be_visible(timeout=WAIT_MS)
-    kernel = page.locator(".jp-StatusBar-TextItem", has_text=re.compile(r"BPTT Lab \(Python 3\) \| Idle"))
-    expect(kernel).to_be_visible(timeout=WAIT_MS)
+    notebook = open_notebook(page, lab.notebook_url(NOTEBOOK.name), NOTEBOOK.name, WAIT_MS)
     run_cell(page, notebook.locator(".jp-CodeCell").nth(0), WAIT_MS)
     return notebook
 
@@ -245,7 +239,7 @@ def no_errors(widget) -> None:
 def test_every_stepper_control_shows_the_engine_numbers(lab, page, artifacts):
     net, xs, ys = problem()
     T = len(xs)
-    notebook = open_notebook(lab, page)
+    notebook = open_widgets_notebook(lab, page)
     stepper = widget_of(page, notebook, 1, ".widget-vbox.bpttlab-stepper")
     button = {name: stepper.locator("button", has_text=name) for name in ("Prev", "Next")}
     check_stepper(stepper, net, xs, ys, 0, "W", None)
@@ -301,7 +295,7 @@ def test_every_stepper_control_shows_the_engine_numbers(lab, page, artifacts):
 def test_every_gradient_flow_control_shows_the_engine_map(lab, page, artifacts):
     net, xs, ys = problem()
     rho = float(np.max(np.abs(np.linalg.eigvals(net.params["W"]))))
-    notebook = open_notebook(lab, page)
+    notebook = open_widgets_notebook(lab, page)
     flow = widget_of(page, notebook, 2, ".widget-vbox.bpttlab-gradient-flow")
     check_flow(flow, net, xs, ys, f"radius {rho:.3g}", radius=rho)
 
