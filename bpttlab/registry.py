@@ -30,6 +30,8 @@ class Registry:
         broken: name -> reason, for plugins that failed to load or validate.
         origins: name -> where the plugin came from (distribution or "registered at run time").
         instantiate: plugins given as classes are instantiated with no arguments (cells).
+        changes: how many times a name was added, replaced or removed, so that a caller that remembers
+            what a name meant can tell, by one comparison, that it still means that.
     """
 
     group: str
@@ -38,6 +40,7 @@ class Registry:
     instantiate: bool = False
     broken: dict[str, str] = field(default_factory=dict)
     origins: dict[str, str] = field(default_factory=dict)
+    changes: int = 0
     _items: dict[str, Any] = field(default_factory=dict)
     _loaded: bool = False
     _loading: bool = False
@@ -83,6 +86,7 @@ class Registry:
             return False
         self._items[name] = obj
         self.origins[name] = origin
+        self.changes += 1
         self.broken.pop(name, None)
         return True
 
@@ -108,6 +112,7 @@ class Registry:
             raise ValueError(self._unknown(name))
         del self._items[name]
         del self.origins[name]
+        self.changes += 1
 
     def get(self, name: str, argument: str | None = None) -> Any:
         """The plugin called ``name``.

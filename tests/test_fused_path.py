@@ -86,6 +86,79 @@ def test_a_parameter_reshaped_in_place_is_reported_as_before():
     assert_matches(bl.bptt(net, xs, ys), net.params, xs, ys)
 
 
+@pytest.mark.parametrize("name, shape", [("W", (9, 1)), ("W", (1, 9)), ("U", (1, 3)), ("V", (3, 1))])
+def test_a_parameter_reshaped_in_place_to_as_many_dimensions_is_reported_as_before(name, shape):
+    """Per call only the parameters' identity, dtype and number of dimensions are compared; the fused
+    kernel itself declines shapes that no longer fit, and the general path reports them."""
+    net, xs, ys = problem()
+    bl.bptt(net, xs, ys)
+    bl.bptt(net, xs, ys)  # the second call runs on the call plan
+    old = net.params[name].shape
+    net.params[name].shape = shape
+    with pytest.raises(ValueError, match=rf"net.params\['{name}'\] must be an array of shape "
+                                         rf"\({old[0]}, {old[1]}\), got \({shape[0]}, {shape[1]}\)"):
+        bl.bptt(net, xs, ys)
+    net.params[name].shape = old
+    assert_matches(bl.bptt(net, xs, ys), net.params, xs, ys)
+
+
+def test_a_parameter_whose_strides_are_changed_in_place_is_read_as_it_now_reads():
+    """The compiled entry point indexes C-order arrays by their shape alone; an array made to read
+    transposed in place (deprecated in NumPy, still possible) must be read as NumPy reads it."""
+    net, xs, ys = problem()
+    bl.bptt(net, xs, ys)
+    bl.bptt(net, xs, ys)
+    W = net.params["W"]
+    W[:] = np.arange(9.0).reshape(3, 3) / 10.0
+    with pytest.warns(DeprecationWarning):
+        W.strides = W.strides[::-1]  # the same object, now its transpose
+    expected = {**net.params, "W": np.array(W)}
+    assert_matches(bl.bptt(net, xs, ys), expected, xs, ys)
+
+
+def test_read_only_and_fortran_order_arrays_give_the_reference_gradient():
+    net, xs, ys = problem()
+    h0 = np.asfortranarray(np.full((1, 3), 0.25))  # (B, H) in Fortran order: declined, general path
+    bl.bptt(net, xs, ys)
+    for a in (xs, ys, *net.params.values()):
+        a.flags.writeable = False
+    for _ in range(2):
+        assert_reference(bl.bptt(net, xs, ys), net, xs, ys)
+    np.testing.assert_allclose(bl.bptt(net, xs, ys, h0=h0).grads["W"],
+                               naive.bptt("elman", "tanh", net.params, xs, ys, h0=h0[0]).grads["W"], rtol=1e-10)
+
+
+def test_a_loss_name_registered_anew_is_not_served_by_the_old_plan():
+    import dataclasses
+
+    from bpttlab.losses import MSE
+
+    net, xs, ys = problem()
+    name = "fused_path_test_loss"
+    bl.registry.losses.register(name, dataclasses.replace(MSE, name=name))
+    try:
+        first = [bl.bptt(net, xs, ys, loss=name) for _ in range(2)][-1]
+        assert_reference(first, net, xs, ys)
+        doubled = dataclasses.replace(MSE, name=name, value=lambda o, y: 2.0 * MSE.value(o, y),
+                                      grad=lambda o, y: 2.0 * MSE.grad(o, y))
+        bl.registry.losses.register(name, doubled, replace=True)
+        second = bl.bptt(net, xs, ys, loss=name)
+    finally:
+        bl.registry.losses.unregister(name)
+    assert second.loss == pytest.approx(2.0 * first.loss, rel=1e-12)
+    np.testing.assert_allclose(second.grads["W"], 2.0 * first.grads["W"], rtol=1e-12)
+
+
+def test_the_fused_kernel_is_called_through_its_compiled_entry_point():
+    """bl.bptt calls the compiled version the engine warms, skipping Numba's dispatch; if the kernel's
+    arguments changed without its recorded signature, the dispatcher would be used (slower, still right)."""
+    from bpttlab.cells.direct import entry_point
+
+    entry = entry_point(elman_kernels._full_bptt, elman_kernels._FULL_BPTT_TYPES)
+    assert entry is not elman_kernels._full_bptt
+    assert tuple(elman_kernels._FULL_BPTT_TYPES) in elman_kernels._full_bptt.overloads
+
+
 def test_a_parameter_retyped_in_place_is_converted_as_before():
     net, xs, ys = problem()
     bl.bptt(net, xs, ys)

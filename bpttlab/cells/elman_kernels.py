@@ -13,12 +13,13 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from numba import njit
+from numba import njit, types
 
 from .buffers import Recycler, Scratch
-from .kernels import (KERNEL_OPTIONS, NO_CLASSES, NO_TARGETS, activate, add_rows, clip_rows, column_sums,
-                      dact as _dact, loss_rows, matmul_nn, matmul_nt, matmul_tn, matvec_t_add, nonfinite_probe,
-                      step_times_add, sum_squares, times_derivative)
+from .direct import c_array, entry_point
+from .kernels import (KERNEL_OPTIONS, NO_CLASSES, NO_TARGETS, activate, add_rows, c_order, clip_rows,
+                      column_sums, dact as _dact, loss_rows, matmul_nn, matmul_nt, matmul_tn, matvec_t_add,
+                      nonfinite_probe, step_times_add, sum_squares, times_derivative)
 from .sites import Layout, SiteKernels
 
 
@@ -49,22 +50,40 @@ def _copy_into(source, out, at):
     """out[at:at + source.size] = source, flattened (a loop: an array assigned to a slice compiles Numba's
     shape-error formatting); returns 0.0 when every entry is finite, NaN otherwise (as ``nonfinite_probe``,
     in the same pass)."""
-    flat = source.reshape(source.size)
     probe = 0.0
-    for i in range(flat.size):
-        v = flat[i]
-        out[at + i] = v
+    i = at
+    for v in source.flat:
+        out[i] = v
         probe += v * 0.0
+        i += 1
     return probe
+
+
+@njit(cache=True)
+def _fits(W, U, b, V, c, X, Y, classes, s0):
+    """Whether the arrays are in C order and of the shapes that go together: W (H, H), U (H, D), b (H,),
+    V (O, H), c (O,), X (T, B, D), Y (T, B, O) or empty, classes (T, B) or empty, s0 (B, H). Per call the
+    engine checks only that the parameters are the same arrays, of the same dtype and number of dimensions
+    (:class:`bpttlab.engine.core.CheckedParams`); shapes and strides can change in place, and a square W
+    of the same size pins H, so D and O, to what the buffers were laid out for."""
+    T, B, D = X.shape
+    H, O = W.shape[0], V.shape[0]
+    shapes = (W.shape[1] == H and U.shape[0] == H and U.shape[1] == D and b.shape[0] == H and V.shape[1] == H
+              and c.shape[0] == O and s0.shape[0] == B and s0.shape[1] == H
+              and (Y.size == 0 or (Y.shape[0] == T and Y.shape[1] == B and Y.shape[2] == O))
+              and (classes.size == 0 or (classes.shape[0] == T and classes.shape[1] == B)))
+    return shapes and c_order(W) and c_order(U) and c_order(b) and c_order(V) and c_order(c) and c_order(X) \
+        and c_order(Y) and c_order(classes) and c_order(s0)
 
 
 @njit(**KERNEL_OPTIONS)
 def _full_bptt(W, U, b, V, c, X, Y, classes, s0, code, scale, at, trace, small, dA):
     r"""Full BPTT with a built-in loss in one pass; returns (probe, first_bad, loss, squared norm).
 
-    probe is NaN when an input is not finite, and then nothing else it returns means anything (the
-    inputs, targets and initial state are probed first and nothing is computed if they fail; the
-    parameters are probed while they are copied, at the end); first_bad is the first 0-based step with
+    probe is NaN when the kernel declines, and then nothing else it returns means anything: when the arrays
+    do not fit (:func:`_fits`: it is called through its entry point, which checks nothing) or an input is not
+    finite (the inputs, targets and initial state are probed first and nothing is computed if they fail;
+    the parameters are probed while they are copied, at the end); first_bad is the first 0-based step with
     non-finite outputs, or -1. Backward, with :math:`\bar a_t` held in dA[t]:
 
     .. math::
@@ -81,6 +100,8 @@ def _full_bptt(W, U, b, V, c, X, Y, classes, s0, code, scale, at, trace, small, 
     Numba call costs per argument it unboxes (about 50 ns), so 15 arguments instead of 23 matter at small
     sizes. dA is scratch of at least T*B*H numbers, or smaller, and then made here.
     """
+    if not _fits(W, U, b, V, c, X, Y, classes, s0):
+        return np.nan, -1, 0.0, 0.0
     probe = nonfinite_probe(X) + nonfinite_probe(Y) + nonfinite_probe(s0)  # the parameters': when copied
     if probe != 0.0:
         return probe, -1, 0.0, 0.0
@@ -158,10 +179,15 @@ def _window(W, A, Hs, G, code, loss_lo, t_hi, k_lo, carry, tau, dA):
             matvec_t_add(W, dh, c)
 
 
+_F64, _I64 = np.dtype(np.float64), np.dtype(np.int64)
 _SCRATCH = Scratch()
 _RESULTS = Recycler()
 _NO_SCRATCH = np.empty(0)
 _PARAMS = ("W", "U", "b", "V", "c")
+_F1, _F2, _F3 = (c_array(types.float64, n) for n in (1, 2, 3))
+#: The one signature :func:`_full_bptt` is called with (:func:`bpttlab.engine.tiers.exercise` compiles it).
+_FULL_BPTT_TYPES = (_F2, _F2, _F1, _F2, _F1, _F3, _F3, c_array(types.int64, 2), _F2, types.int64, types.float64,
+                    c_array(types.int64, 1), _F1, _F1, _F1)
 
 
 @lru_cache(maxsize=64)
@@ -207,18 +233,25 @@ class ElmanKernels(SiteKernels):
         sizes = layout.sizes  # (trace, small) or, at small sizes, (both,): see _packing
         n = T * B * H
         scratch = n >= _SCRATCH.min_size
+        single = len(sizes) == 1
+        kernel = entry_point(_full_bptt, _FULL_BPTT_TYPES)  # the engine's arrays are of these types
 
         def run(xs, y, s0, scale):
-            if len(sizes) == 1:
+            if single:
                 trace = small = np.empty(sizes[0])
                 buffers = (trace,)
             else:
                 trace, small = _RESULTS.take((sizes[0],))[0], np.empty(sizes[1])
                 buffers = (trace, small)
             dA = _SCRATCH.get("dA", (n,)) if scratch else _NO_SCRATCH
-            Y, classes = (y, NO_CLASSES) if y.ndim == 3 else (NO_TARGETS, y)  # y: int64 classes for cross_entropy
-            probe, first_bad, loss, norm2 = _full_bptt(W, U, b, V, c, xs, Y, classes, s0, code, scale, starts,
-                                                       trace, small, dA)
+            if y.dtype is _F64:
+                Y, classes = y, NO_CLASSES
+            elif y.dtype is _I64:  # classes, for cross_entropy
+                Y, classes = NO_TARGETS, y
+            else:  # the entry point would read them as the wrong type
+                return None
+            probe, first_bad, loss, norm2 = kernel(W, U, b, V, c, xs, Y, classes, s0, code, scale, starts,
+                                                   trace, small, dA)
             if probe != 0.0:
                 return None
             return loss, norm2, first_bad, buffers, layout

@@ -1,11 +1,13 @@
 r"""Small Numba building blocks shared by the built-in cells' kernels (arrays and scalars only).
 
 Each is compiled once and linked into the kernels that call it (LLVM still inlines the small ones where it
-pays; forcing Numba to inline them everywhere multiplied compile time). The loops are written so that LLVM vectorises
-them: contiguous inner loops, no reductions across SIMD lanes, and ``error_model="numpy"`` so that a
-division does not carry a Python ``ZeroDivisionError`` branch. Products large enough to amortise a
-call go to BLAS (``np.dot`` with an output array, through SciPy); small ones stay in plain loops, where a
-BLAS call would cost more than the arithmetic.
+pays; forcing Numba to inline them everywhere multiplied compile time). The three called once per time
+step in the Elman kernels (:func:`step_times_add`, :func:`activate`, :func:`times_derivative`) are the
+exception: inlined, a small step costs a third less, for one to two seconds more compiling. The loops are
+written so that LLVM vectorises them: contiguous inner loops, no reductions across SIMD lanes, and
+``error_model="numpy"`` so that a division does not carry a Python ``ZeroDivisionError`` branch. Products
+large enough to amortise a call go to BLAS (``np.dot`` with an output array, through SciPy); small ones
+stay in plain loops, where a BLAS call would cost more than the arithmetic.
 """
 from __future__ import annotations
 
@@ -110,10 +112,11 @@ BLAS_MIN_ROWS = 8
 KERNEL_OPTIONS = dict(cache=True, error_model="numpy", fastmath={"contract"})
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def activate(code, A, t, Hs, t_out):
     """Hs[t_out] = f(A[t]) elementwise over (B, H) slabs of 3-D arrays; tanh, relu and identity in
-    vectorised loops. Slabs are indexed in place (no views, so no reference counting per step)."""
+    vectorised loops. Slabs are indexed in place (no views, so no reference counting per step); inlined
+    into its callers, like :func:`step_times_add`."""
     B, H = A.shape[1], A.shape[2]
     if code == TANH_CODE:
         for r in range(B):
@@ -134,9 +137,10 @@ def activate(code, A, t, Hs, t_out):
                 Hs[t_out, r, i] = act(code, A[t, r, i])
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def times_derivative(code, A, t, Hs, t_out, dA):
-    """dA[t] *= f'(A[t]) elementwise over (B, H) slabs, given Hs[t_out] = f(A[t])."""
+    """dA[t] *= f'(A[t]) elementwise over (B, H) slabs, given Hs[t_out] = f(A[t]); inlined into its
+    callers, like :func:`step_times_add`."""
     B, H = A.shape[1], A.shape[2]
     if code == TANH_CODE:
         for r in range(B):
@@ -188,14 +192,17 @@ def matvec_add(M, v, out):
         out[i] += s
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def step_times_add(X, t_in, M, out, t_out, tmp):
     r"""out[t_out] += X[t_in] M for 3-D X (., n, k), out (., n, m) and M (k, m); tmp (n, m) is scratch.
 
     One row is a matrix-vector product, done in loops that take the rows of M four at a time
     (:math:`o \mathrel{+}= x_j M_{j,:} + \dots + x_{j+3} M_{j+3,:}`: four multiply-adds per load and store
     of ``o``, a contiguous inner loop that vectorises) and index the slabs in place (no views, so no
-    reference counting per step). From four rows and enough work on, BLAS is faster.
+    reference counting per step). Rows narrower than a vector (m < 4) keep each entry in a register
+    instead, adding the same terms in the same order. From four rows and enough work on, BLAS is faster.
+    Inlined into its callers (``inline="always"``): called once per time step, the call itself cost more
+    than a small step's arithmetic.
     """
     n, k = X.shape[1], X.shape[2]
     m = M.shape[1]
@@ -206,6 +213,17 @@ def step_times_add(X, t_in, M, out, t_out, tmp):
                 out[t_out, r, i] += tmp[r, i]
         return
     k4 = k - k % 4
+    if m < 4:  # rows narrower than a vector: each entry's sum in a register, its terms in the same order
+        for r in range(n):
+            for i in range(m):
+                o = out[t_out, r, i]
+                for j in range(0, k4, 4):
+                    o += ((M[j, i] * X[t_in, r, j] + M[j + 1, i] * X[t_in, r, j + 1])
+                          + (M[j + 2, i] * X[t_in, r, j + 2] + M[j + 3, i] * X[t_in, r, j + 3]))
+                for j in range(k4, k):
+                    o += M[j, i] * X[t_in, r, j]
+                out[t_out, r, i] = o
+        return
     for r in range(n):
         for j in range(0, k4, 4):
             x0 = X[t_in, r, j]
@@ -271,11 +289,20 @@ def matmul_nn_add(X, M, out, tmp):
 @njit(cache=True)
 def matmul_tn(X, Y, out):
     r"""out = X^T Y for X (n, p), Y (n, q): :math:`\sum_r X_{r,:}^\top Y_{r,:}`, the sum of outer products
-    that assembles a weight gradient from per-copy cotangents and inputs."""
+    that assembles a weight gradient from per-copy cotangents and inputs. Each entry sums over r in
+    ascending order whichever loop runs: rows narrower than a vector (q < 4) keep each entry's sum in a
+    register, wider ones add a whole row at a time (a loop that vectorises over j)."""
     n, p = X.shape
     q = Y.shape[1]
     if n * p * q >= BLAS_MIN_WORK:
         np.dot(X.T, Y, out)
+    elif q < 4:
+        for i in range(p):
+            for j in range(q):
+                s = 0.0
+                for r in range(n):
+                    s += X[r, i] * Y[r, j]
+                out[i, j] = s
     else:
         out[:] = 0.0
         for r in range(n):
@@ -295,27 +322,53 @@ def add_rows(X, v):
 
 @njit(cache=True)
 def column_sums(X, out):
-    """out = the sum of the rows of X."""
+    """out = the sum of the rows of X, in row order: for fewer than four columns each sum in a register,
+    for more a row at a time (a loop that vectorises over the columns)."""
+    n, m = X.shape
+    if m < 4:
+        for i in range(m):
+            s = 0.0
+            for r in range(n):
+                s += X[r, i]
+            out[i] = s
+        return
     out[:] = 0.0
-    for r in range(X.shape[0]):
-        for i in range(X.shape[1]):
+    for r in range(n):
+        for i in range(m):
             out[i] += X[r, i]
 
 
 @njit(cache=True)
 def sum_squares(a):
-    """The sum of the squared entries of a contiguous array."""
+    """The sum of the squared entries of an array, in C order (``a.flat``: ``a.ravel()`` would cost a
+    reshape, more than the sum at a few entries)."""
     s = 0.0
-    for v in a.ravel():
+    for v in a.flat:
         s += v * v
     return s
 
 
 @njit(cache=True)
+def c_order(a):
+    """Whether ``a``'s strides are those of C order for its shape (axes of length 1, and empty arrays,
+    may have any). A kernel compiled for C-order arrays indexes by the shape alone; one called through its
+    entry point (:mod:`bpttlab.cells.direct`), which Numba does not type-check, tests its arrays with
+    this, since an array's strides can be changed in place."""
+    if a.size == 0:
+        return True
+    step = a.itemsize
+    for d in range(a.ndim - 1, -1, -1):
+        if a.shape[d] > 1 and a.strides[d] != step:
+            return False
+        step *= a.shape[d]
+    return True
+
+
+@njit(cache=True)
 def nonfinite_probe(a):
-    """0.0 when every entry of a contiguous array is finite, NaN otherwise (x * 0 is NaN for inf, NaN)."""
+    """0.0 when every entry of an array is finite, NaN otherwise (x * 0 is NaN for inf, NaN)."""
     s = 0.0
-    for v in a.ravel():
+    for v in a.flat:
         s += v * 0.0
     return s
 

@@ -136,7 +136,8 @@ class SiteKernels(ABC):
 
         Returns:
             (loss, squared gradient norm, first 0-based step with non-finite outputs or -1, buffers, their
-            :class:`Layout`), or None where there is no fused kernel or an input is not finite.
+            :class:`Layout`), or None where there is no fused kernel or it declines (an input is not
+            finite, or does not fit, see :meth:`prepared_full_bptt`).
         """
         return None
 
@@ -144,7 +145,12 @@ class SiteKernels(ABC):
         """Optional: :meth:`full_bptt` made ready for repeated calls at this (T, B) with these parameter
         arrays (their contents may change between calls, not the arrays), as a function
         ``(xs, y, s0, scale)`` returning what :meth:`full_bptt` returns; the look-ups that depend only on
-        the sizes are done here, once. The default just calls :meth:`full_bptt`."""
+        the sizes are done here, once. The default just calls :meth:`full_bptt`.
+
+        On a repeat call the engine has checked only that the parameters are the same arrays, still float64
+        with the same number of dimensions: their shapes and strides can have changed in place
+        (``a.shape = ...``), so the function must check those and decline (return None) where they no longer
+        fit; the inputs, targets and s0 are checked as for :meth:`full_bptt`."""
         return lambda xs, y, s0, scale: self.full_bptt(params, xs, y, s0, act, scale)
 
 

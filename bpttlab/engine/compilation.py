@@ -52,10 +52,15 @@ def mode() -> str:
     return checked(_mode)
 
 
+#: How many times :func:`set_mode` ran: what was decided under one mode holds while this is unchanged.
+mode_changes = 0
+
+
 def set_mode(value: str) -> str:
     """Change the compilation mode of this process; returns the previous one."""
-    global _mode
+    global _mode, mode_changes
     previous, _mode = _mode, checked(value)
+    mode_changes += 1
     return previous
 
 

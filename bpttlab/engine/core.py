@@ -22,7 +22,6 @@ during the pass. The decompositions describe the gradient before "norm"/"value" 
 from __future__ import annotations
 
 import math
-from operator import attrgetter, eq, is_
 
 import numpy as np
 
@@ -38,7 +37,6 @@ from .results import BPTTResult, Trace
 from .tiers import tier
 
 _F64 = np.dtype(np.float64)
-_dtype, _shape = attrgetter("dtype"), attrgetter("shape")
 
 
 def _ready(a, shape: tuple[int, ...]) -> bool:
@@ -51,17 +49,19 @@ class CheckedParams:
     """A network's parameters as last found fit for a fused kernel: float64 arrays in C order of the cell's
     shapes, and the network's state size. Checking that in full costs more than the arithmetic of a small
     pass, so it is done when the network changes (:class:`~bpttlab.network.Network` drops this record on any
-    assignment to it, ``net.params = ...`` included) and when :meth:`holds` finds the dict changed; per call
-    only the arrays' identity, dtype and shape are compared (``a.dtype = ...`` and ``a.shape = ...`` act in
-    place), in C loops (``map``). ``plan`` is the :class:`_Plan` of the last fused call, which goes with
-    this record."""
+    assignment to it, ``net.params = ...`` included) and when :meth:`fits` finds the arrays changed. A
+    repeat call on the :class:`_Plan` made from a full check compares less (:meth:`holds`): only the
+    arrays' identity, dtype and number of dimensions, what a compiled entry point needs to read an argument
+    at all (:mod:`bpttlab.cells.direct`); shapes and strides can change in place, and the fused kernel
+    checks those itself (:meth:`SiteKernels.prepared_full_bptt`). ``plan`` is the plan of the last fused
+    call, which goes with this record."""
 
-    __slots__ = ("params", "names", "arrays", "dtypes", "shapes", "state_size", "plan")
+    __slots__ = ("params", "names", "arrays", "shapes", "entries", "state_size", "plan")
 
-    def __init__(self, params: dict, names: tuple[str, ...], state_size: int):
-        self.params, self.names, self.state_size, self.plan = params, names, state_size, None
+    def __init__(self, params: dict, names: tuple[str, ...], shapes: tuple, state_size: int):
+        self.params, self.names, self.shapes, self.state_size, self.plan = params, names, shapes, state_size, None
         self.arrays = tuple(params[name] for name in names)
-        self.dtypes, self.shapes = (_F64,) * len(names), tuple(a.shape for a in self.arrays)
+        self.entries = tuple((name, a, a.ndim) for name, a in zip(names, self.arrays))
 
     @classmethod
     def of(cls, net: Network) -> "CheckedParams | None":
@@ -69,18 +69,30 @@ class CheckedParams:
         params, shapes = net.params, net.shapes
         if not all(_ready(params.get(name), shape) for name, shape in shapes.items()):
             return None
-        checked = net.__dict__[CHECKED] = cls(params, tuple(shapes), net.state_size)
+        checked = net.__dict__[CHECKED] = cls(params, tuple(shapes), tuple(shapes.values()), net.state_size)
         return checked
+
+    def fits(self, params: dict) -> bool:
+        """Whether ``params`` is the checked dict, holding the checked arrays, each still float64 in C
+        order of its shape (the full check, which a new call plan is made from)."""
+        return self.holds(params) and all(map(_ready, self.arrays, self.shapes))
 
     def __getstate__(self):
         """Copies and pickles start without the plan (it holds a function of this record's arrays)."""
         return None, {slot: None if slot == "plan" else getattr(self, slot) for slot in self.__slots__}
 
     def holds(self, params: dict) -> bool:
-        """Whether ``params`` is the checked dict, holding the checked arrays with their dtypes and shapes."""
-        arrays = self.arrays
-        return params is self.params and all(map(is_, map(params.get, self.names), arrays)) \
-            and all(map(is_, map(_dtype, arrays), self.dtypes)) and all(map(eq, map(_shape, arrays), self.shapes))
+        """Whether ``params`` is the checked dict, holding the checked arrays with their dtypes and numbers of
+        dimensions (one plain loop: at five parameters it is the cheapest way to ask)."""
+        if params is not self.params:
+            return False
+        try:
+            for name, a, ndim in self.entries:
+                if params[name] is not a or a.dtype is not _F64 or a.ndim != ndim:
+                    return False
+        except KeyError:  # a parameter was deleted from the dict
+            return False
+        return True
 
 
 _KEPT_SIZE = 1 << 14
@@ -89,25 +101,36 @@ _KEPT_SIZE = 1 << 14
 class _Plan:
     """What a fused call with default k2, clip and h0 needs that depends only on the inputs' shape, the
     loss and the reduction (and on the parameter arrays, since it lives on their :class:`CheckedParams`):
-    a repeat call then costs a few identity checks and the kernel call. ``s0`` is a zero initial state
-    made once (the kernel only reads it, and the result's trace holds a copy, ``h[0]``); the last inputs
-    and mse targets are kept with their (T, B, n) views, since a training loop passes the same arrays
-    again (their dtype, shape and order are still checked on every call: those can change in place), if
-    they are small (up to ``_KEPT_SIZE`` numbers: where a view costs more than the pass, and keeping the
+    a repeat call (:meth:`replay`) then costs a few identity checks and the kernel call. ``s0`` is a zero
+    initial state made once (the kernel only reads it, and the result's trace holds a copy, ``h[0]``); the
+    last inputs and mse targets are kept with their (T, B, n) views, since a training loop passes the same
+    arrays again (their dtype, shape and order are still checked on every call: those can change in place),
+    if they are small (up to ``_KEPT_SIZE`` numbers: where a view costs more than the pass, and keeping the
     arrays alive costs little)."""
 
-    __slots__ = ("shape", "loss", "reduction", "loss_obj", "runner", "run", "scale", "s0", "target_shape",
-                 "inputs", "targets")
+    __slots__ = ("shape", "batched", "loss", "reduction", "loss_obj", "losses_changes", "mode_changes", "runner",
+                 "run", "scale", "s0", "target_shape", "inputs", "targets")
 
     def __init__(self, shape, loss, reduction, loss_obj, runner, run, scale, s0, n_out):
         self.shape, self.loss, self.reduction, self.loss_obj = shape, loss, reduction, loss_obj
+        self.batched = len(shape) == 3
+        # a loss name means the same loss, and the compiled tier may still be used, while these hold
+        self.losses_changes, self.mode_changes = registry.losses.changes, compilation.mode_changes
         self.runner, self.run, self.scale, self.s0 = runner, run, scale, s0
         self.target_shape = shape[:-1] + (n_out,) if loss_obj is MSE else None
         self.inputs = self.targets = (None, None)
 
-    def call(self, net, xs, targets) -> BPTTResult | None:
-        """The fused pass on ``xs`` (of this plan's shape, float64, C order) and ``targets``."""
-        batched = len(self.shape) == 3
+    def replay(self, checked: CheckedParams, net, xs, targets, loss, reduction) -> BPTTResult | None:
+        """The fused pass on ``xs`` and ``targets``, or None where the call is not this plan's (other
+        inputs' shape, loss or reduction, parameters changed (``checked`` is the record this plan lives
+        on), losses or compilation mode changed) or the kernel declined: the caller then takes the full
+        path."""
+        if type(xs) is not np.ndarray or xs.dtype is not _F64 or xs.shape != self.shape or loss is not self.loss \
+                or reduction is not self.reduction or registry.losses.changes != self.losses_changes \
+                or compilation.mode_changes != self.mode_changes or not xs.flags.c_contiguous \
+                or not checked.holds(net.params):
+            return None
+        batched = self.batched
         seen = self.inputs  # (array, its view) pairs, each replaced whole: safe for threads sharing a network
         if seen[0] is xs:
             X = seen[1]
@@ -168,12 +191,6 @@ def _fused_full(net, xs, targets, loss, reduction, k2, clip, h0) -> BPTTResult |
     """
     if type(xs) is not np.ndarray or xs.dtype is not _F64 or not isinstance(net, Network):
         return None
-    checked = net.__dict__.get(CHECKED)
-    plan = checked.plan if checked is not None and k2 is None and clip is None and h0 is None else None
-    if plan is not None and plan.shape == xs.shape and plan.loss is loss and plan.reduction is reduction \
-            and xs.flags.c_contiguous and checked.holds(net.params) and compilation.mode() != "off" \
-            and _loss_object(loss) is plan.loss_obj:
-        return plan.call(net, xs, targets)
     if reduction not in V.REDUCTIONS:
         return None
     runner = tier(net.cell, net.activation)
@@ -188,7 +205,8 @@ def _fused_full(net, xs, targets, loss, reduction, k2, clip, h0) -> BPTTResult |
     if (loss_obj is not MSE and loss_obj is not CROSS_ENTROPY) or (clip is not None and clip[0] == "step"):
         return None
     params = net.params
-    if checked is None or not checked.holds(params):
+    checked = net.__dict__.get(CHECKED)
+    if checked is None or not checked.fits(params):
         checked = CheckedParams.of(net)
         if checked is None:
             return None
@@ -225,11 +243,13 @@ def _fused_result(net, X, batched, s0, scale, runner, fused, k2, clip) -> BPTTRe
     if first_bad >= 0:
         warn_nonfinite_from(first_bad + 1, "output")
     size = math.sqrt(norm2)
-    warn_nonfinite_gradient(size)
-    res = _FusedResult.__new__(_FusedResult)
-    res.__dict__ = {"loss": loss_value, "grad_norm": size, "clipped": False, "k2": k2, "clip": clip, "_values": {},
-                    "_pass": (net, X, batched, s0, scale, runner, buffers, layout)}
+    if not size < math.inf:  # NaN or inf (the test costs less than the call)
+        warn_nonfinite_gradient(size)
+    res = _FusedResult(loss_value, size, (net, X, batched, s0, scale, runner, buffers, layout))
+    if k2 is not None:
+        res.k2 = k2
     if clip is not None:
+        res.clip = clip
         raw = res._values["raw_grads"] = res._make("raw_grads")
         res._values["grads"], res.clipped = clip_after(raw, size, clip)
     return res
@@ -240,6 +260,13 @@ class _FusedResult(BPTTResult):
     losses, trace), made on first access, and so are the decompositions by_copy and by_loss, which run on
     the trace with the copy of the parameters the kernel made (later edits of ``net.params`` do not reach
     them)."""
+
+    clipped, k2, clip = False, None, None  # what a full pass has, unless set on the instance
+
+    def __init__(self, loss: float, grad_norm: float, pass_: tuple):
+        """``pass_``: (network, inputs (T, B, D), batched, s0, scale, tier, the kernel's buffers, their
+        Layout). Nothing else is made here: at a few time steps an attribute more costs as much as a step."""
+        self.loss, self.grad_norm, self._values, self._pass = loss, grad_norm, {}, pass_
 
     def _make(self, name: str):
         net, xs, batched, s0, scale, runner, buffers, layout = self._pass
@@ -314,6 +341,12 @@ def bptt(net: Network, xs, targets, loss="mse", reduction: str = "sum", k2: int 
     """
     if checkpoint is not None:
         return checkpointed_bptt(net, xs, targets, loss, reduction, k2, clip, h0, checkpoint)
+    if k2 is None and clip is None and h0 is None and type(net) is Network:  # a repeat call: the fastest path
+        checked = net.__dict__.get(CHECKED)
+        if checked is not None and (plan := checked.plan) is not None:
+            fused = plan.replay(checked, net, xs, targets, loss, reduction)
+            if fused is not None:
+                return fused
     fused = _fused_full(net, xs, targets, loss, reduction, k2, clip, h0)
     if fused is not None:
         return fused
