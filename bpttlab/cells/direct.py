@@ -7,9 +7,11 @@ checked float64 (or int64) arrays of known dimensions. The entry point of one co
 the look-up and only converts the arguments.
 
 It trusts its caller: each argument must have the dtype and the number of dimensions of the signature
-(Numba does not check them; another would be read as garbage). Arrays must also be in C order, which
-their strides say and which can change in place, so a kernel called this way tests its arrays with
-:func:`bpttlab.cells.kernels.c_order` and declines arrays that are not.
+(Numba does not check them: another dtype is misread, another number of dimensions misplaces the shape
+and strides it copies). Arrays must also be in C order, which their strides say and which can change in
+place, so a kernel called this way tests its arrays with :func:`bpttlab.cells.kernels.c_order` and
+declines arrays that are not. Read-only arrays may be passed where the kernel only reads them (through
+the dispatcher they would be typed apart, and compiled for anew).
 """
 from __future__ import annotations
 
